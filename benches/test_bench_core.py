@@ -1,0 +1,108 @@
+"""Core vs the msgspec baseline, side by side in one run.
+
+    pytest benches --benchmark-enable --benchmark-json=.benchmarks/core.json
+    python benches/ratios.py .benchmarks/core.json
+
+Each pair does the same work: provider frame -> decoded, normalized, derived, sequenced ->
+seed JSON -> ready WebSocket frame. The core's side includes the PyO3 call and the Python
+objects it returns.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benches.baseline_msgspec import MsgspecPipeline
+from benches.feed import frames
+from tickgate import FeedProcessor, SubscriptionIndex
+
+RECV_MS = 1731689500000
+SINGLE = {kind: frames(1, kinds=(kind,))[0] for kind in ("quote", "tick", "depth", "kline@1")}
+BATCH = frames(1000)
+
+
+@pytest.mark.parametrize("kind", list(SINGLE))
+@pytest.mark.parametrize("impl", ["tickgate-core", "msgspec-baseline"])
+def test_per_frame(benchmark, kind: str, impl: str) -> None:
+    frame = SINGLE[kind]
+    benchmark.group = f"per-frame {kind}"
+    benchmark.extra_info.update(frame_bytes=len(frame), impl=impl)
+    if impl == "tickgate-core":
+        ingest = FeedProcessor().ingest
+
+        def run() -> bytes:
+            return ingest(frame, RECV_MS)[0].json_frame
+    else:
+        process = MsgspecPipeline().process
+
+        def run() -> bytes:
+            return process(frame, RECV_MS)  # type: ignore[return-value]
+
+    out = benchmark(run)
+    assert out[0] == 0x81
+
+
+@pytest.mark.parametrize("impl", ["tickgate-core", "msgspec-baseline"])
+def test_batch_1000_mixed(benchmark, impl: str) -> None:
+    benchmark.group = "batch of 1000 mixed frames"
+    benchmark.extra_info.update(frames=len(BATCH), impl=impl)
+    if impl == "tickgate-core":
+        ingest_many = FeedProcessor().ingest_many
+
+        def run() -> list[bytes]:
+            return [e.json_frame for e in ingest_many(BATCH, RECV_MS)]
+    else:
+        process = MsgspecPipeline().process
+
+        def run() -> list[bytes]:
+            return [process(f, RECV_MS) for f in BATCH]  # type: ignore[misc]
+
+    assert len(benchmark(run)) == 1000
+
+
+def test_encode_protobuf_frame(benchmark) -> None:
+    """Informational: the second encoding, per update (no baseline peer)."""
+    benchmark.group = "protobuf frame per update"
+    p = FeedProcessor()
+    frame = SINGLE["quote"]
+    benchmark(lambda: p.ingest(frame, RECV_MS)[0].protobuf_frame)
+
+
+class Conn:
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+@pytest.fixture(scope="module")
+def big_index() -> tuple[SubscriptionIndex, list[str], list[Conn]]:
+    """100k connections x 20 channels each over 2,000 channels (2M subscriptions)."""
+    ix = SubscriptionIndex()
+    channels = [f"S{i}$US:quote" for i in range(2_000)]
+    conns = [Conn(i) for i in range(100_000)]
+    for i, c in enumerate(conns):
+        ix.subscribe(c, [channels[(i * 7 + k * 101) % 2_000] for k in range(20)])
+    return ix, channels, conns
+
+
+def test_index_receivers_lookup(benchmark, big_index) -> None:
+    benchmark.group = "index 100k conns x 20 channels"
+    ix, channels, _ = big_index
+    assert len(ix) == 2_000_000
+    benchmark(ix.receivers, channels[17])
+
+
+def test_index_subscribe_unsubscribe_churn(benchmark, big_index) -> None:
+    """One client joining 20 channels and leaving, with 2M subscriptions in place."""
+    benchmark.group = "index 100k conns x 20 channels"
+    ix, channels, _ = big_index
+    c = Conn(-1)
+    wanted = channels[:20]
+
+    def churn() -> None:
+        ix.subscribe(c, wanted)
+        ix.receivers(wanted[0])
+        ix.remove(c)
+
+    benchmark(churn)

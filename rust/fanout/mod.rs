@@ -1,0 +1,4 @@
+//! Who receives what: the subscription index.
+pub mod index;
+
+pub use index::{Change, ChannelId, ConnId, SubscriptionIndex};

@@ -1,0 +1,73 @@
+//! One decoder per provider protocol. Decoders turn frame bytes into control events or
+//! observations (normalized payloads not yet derived or sequenced); they keep no state.
+
+pub mod fields;
+pub mod itick;
+
+use crate::error::{CoreError, CoreResult, ErrorCode};
+use crate::model::Payload;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlKind {
+    /// The provider's greeting after the WebSocket opens.
+    Connected,
+    Auth,
+    Subscribe,
+    Unsubscribe,
+    Pong,
+    /// Any other non-data frame (errors without an action, unknown replies).
+    Notice,
+}
+
+impl ControlKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlKind::Connected => "connected",
+            ControlKind::Auth => "auth",
+            ControlKind::Subscribe => "subscribe",
+            ControlKind::Unsubscribe => "unsubscribe",
+            ControlKind::Pong => "pong",
+            ControlKind::Notice => "notice",
+        }
+    }
+}
+
+/// A non-data frame, for the upstream adapter's state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub kind: ControlKind,
+    pub ok: bool,
+    pub message: String,
+    /// Echoed parameters (auth token, ping payload).
+    pub params: Option<String>,
+    /// The provider's own action name (iTick `resAc`), empty when absent.
+    pub action: String,
+}
+
+/// A normalized payload before derivation and sequencing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub event_time_ms: Option<i64>,
+    pub payload: Payload,
+}
+
+/// The provider protocols the core decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Itick,
+}
+
+impl Provider {
+    pub fn parse(name: &str) -> CoreResult<Provider> {
+        match name.to_ascii_lowercase().as_str() {
+            "itick" => Ok(Provider::Itick),
+            other => Err(CoreError::new(ErrorCode::InvalidField, format!("unknown provider {other:?}; known: itick"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Itick => "itick",
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The only PyO3 code: registers `tickgate._core` and translates between Python and the core.
+
+mod errors;
+mod index;
+mod processor;
+mod update;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::encode::protobuf::FILE_DESCRIPTOR_SET;
+use crate::encode::wsframe::{frame, Opcode};
+use crate::model::{channel_name, parse_channel, symbol, Kind};
+
+/// Canonical `CODE$REGION` for any accepted spelling; raises `InvalidSymbolError`.
+#[pyfunction]
+fn normalize_symbol(py: Python<'_>, raw: &str) -> PyResult<String> {
+    symbol::canonicalize(raw).map_err(|e| errors::to_pyerr(py, e))
+}
+
+/// Canonical type name (`tick`, `quote`, `depth`, `kline@N`); raises `InvalidTypeError`.
+#[pyfunction]
+fn normalize_type(py: Python<'_>, raw: &str) -> PyResult<&'static str> {
+    Kind::parse(raw).map(Kind::name).map_err(|e| errors::to_pyerr(py, e))
+}
+
+/// `SYMBOL:type` from any accepted spellings of both.
+#[pyfunction]
+fn make_channel(py: Python<'_>, symbol_raw: &str, type_raw: &str) -> PyResult<String> {
+    let symbol = symbol::canonicalize(symbol_raw).map_err(|e| errors::to_pyerr(py, e))?;
+    let kind = Kind::parse(type_raw).map_err(|e| errors::to_pyerr(py, e))?;
+    Ok(channel_name(&symbol, kind))
+}
+
+/// `(symbol, type)` of a channel name, both canonical.
+#[pyfunction]
+fn split_channel(py: Python<'_>, channel: &str) -> PyResult<(String, &'static str)> {
+    let (symbol, kind) = parse_channel(channel).map_err(|e| errors::to_pyerr(py, e))?;
+    Ok((symbol, kind.name()))
+}
+
+/// A complete unmasked server WebSocket frame (text, or binary when `binary`).
+#[pyfunction]
+#[pyo3(signature = (payload, binary = false))]
+fn ws_frame<'py>(py: Python<'py>, payload: &[u8], binary: bool) -> Bound<'py, PyBytes> {
+    let op = if binary { Opcode::Binary } else { Opcode::Text };
+    PyBytes::new(py, &frame(op, payload))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FILE_DESCRIPTOR_SET", PyBytes::new(m.py(), FILE_DESCRIPTOR_SET))?;
+    errors::register(m)?;
+    m.add_class::<processor::PyFeedProcessor>()?;
+    m.add_class::<update::PyUpdate>()?;
+    m.add_class::<update::PyControlEvent>()?;
+    m.add_class::<update::PyFrameError>()?;
+    m.add_class::<index::PySubscriptionIndex>()?;
+    m.add_function(wrap_pyfunction!(normalize_symbol, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_type, m)?)?;
+    m.add_function(wrap_pyfunction!(make_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(split_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(ws_frame, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `FeedProcessor` for Python: frames in, `Update` / `ControlEvent` objects out.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
+
+use super::errors::to_pyerr;
+use super::update::{PyControlEvent, PyFrameError, PyUpdate};
+use crate::model::parse_channel;
+use crate::providers::Provider;
+use crate::state::processor::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SYMBOLS};
+use crate::state::{now_ms, Event, FeedProcessor, ProcessorConfig};
+
+#[pyclass(module = "tickgate._core", name = "FeedProcessor")]
+pub struct PyFeedProcessor {
+    inner: FeedProcessor,
+    events: Vec<Event>,
+}
+
+/// Frame bytes from `bytes` or `str` without copying; other buffers are copied once.
+enum FrameBytes<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Str(Bound<'py, PyString>),
+    Owned(Vec<u8>),
+}
+
+impl FrameBytes<'_> {
+    fn extract<'py>(obj: &Bound<'py, PyAny>) -> PyResult<FrameBytes<'py>> {
+        if let Ok(b) = obj.downcast::<PyBytes>() {
+            return Ok(FrameBytes::Bytes(b.clone()));
+        }
+        if let Ok(s) = obj.downcast::<PyString>() {
+            return Ok(FrameBytes::Str(s.clone()));
+        }
+        if let Ok(b) = obj.downcast::<PyByteArray>() {
+            return Ok(FrameBytes::Owned(b.to_vec()));
+        }
+        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err("frame must be bytes, str, bytearray or a byte buffer")
+        })?;
+        Ok(FrameBytes::Owned(buf.to_vec(obj.py())?))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+        Ok(match self {
+            FrameBytes::Bytes(b) => f(b.as_bytes()),
+            FrameBytes::Str(s) => f(s.to_str()?.as_bytes()),
+            FrameBytes::Owned(v) => f(v),
+        })
+    }
+}
+
+impl PyFeedProcessor {
+    fn drain_into(&mut self, py: Python<'_>, out: &Bound<'_, PyList>) -> PyResult<()> {
+        for event in self.events.drain(..) {
+            match event {
+                Event::Update(u) => out.append(Bound::new(py, PyUpdate::new(u))?)?,
+                Event::Control(c) => out.append(Bound::new(py, PyControlEvent::from(c))?)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyFeedProcessor {
+    #[new]
+    #[pyo3(signature = (provider = "itick", *, epoch = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, max_symbols = DEFAULT_MAX_SYMBOLS))]
+    fn new(
+        py: Python<'_>,
+        provider: &str,
+        epoch: Option<String>,
+        max_frame_bytes: usize,
+        max_symbols: usize,
+    ) -> PyResult<Self> {
+        let provider = Provider::parse(provider).map_err(|e| to_pyerr(py, e))?;
+        Ok(PyFeedProcessor {
+            inner: FeedProcessor::new(ProcessorConfig { provider, epoch, max_frame_bytes, max_symbols }),
+            events: Vec::with_capacity(4),
+        })
+    }
+
+    /// Decodes one frame. Raises `DecodeError` (a `ValueError`) if it is malformed; state is
+    /// then unchanged.
+    #[pyo3(signature = (frame, recv_time_ms = None))]
+    fn ingest<'py>(
+        &mut self,
+        py: Python<'py>,
+        frame: &Bound<'py, PyAny>,
+        recv_time_ms: Option<i64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let recv = recv_time_ms.unwrap_or_else(now_ms);
+        let bytes = FrameBytes::extract(frame)?;
+        let inner = &mut self.inner;
+        let events = &mut self.events;
+        bytes.with(|b| inner.process(b, recv, events))?.map_err(|e| to_pyerr(py, e))?;
+        let out = PyList::empty(py);
+        self.drain_into(py, &out)?;
+        Ok(out)
+    }
+
+    /// Decodes a batch (one socket read's worth) in one call. A malformed frame becomes a
+    /// `FrameError` in its place; it never stops the rest of the batch.
+    #[pyo3(signature = (frames, recv_time_ms = None))]
+    fn ingest_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        frames: &Bound<'py, PyAny>,
+        recv_time_ms: Option<i64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let recv = recv_time_ms.unwrap_or_else(now_ms);
+        let out = PyList::empty(py);
+        for (index, frame) in frames.try_iter()?.enumerate() {
+            let bytes = FrameBytes::extract(&frame?)?;
+            let inner = &mut self.inner;
+            let events = &mut self.events;
+            match bytes.with(|b| inner.process(b, recv, events))? {
+                Ok(()) => self.drain_into(py, &out)?,
+                Err(e) => out.append(PyFrameError { index, code: e.code.as_str(), message: e.message })?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last sequence number given on `channel` (`SYMBOL:type`), 0 if none yet.
+    fn last_seq(&self, py: Python<'_>, channel: &str) -> PyResult<u64> {
+        let (symbol, kind) = parse_channel(channel).map_err(|e| to_pyerr(py, e))?;
+        Ok(self.inner.last_seq(&symbol, kind))
+    }
+
+    /// Changes when sequence state resets (a new process); clients compare it on resume.
+    #[getter]
+    fn epoch(&self) -> &str {
+        self.inner.epoch()
+    }
+
+    #[getter]
+    fn provider(&self) -> &'static str {
+        self.inner.provider().name()
+    }
+
+    /// Counters: frames, updates, errors, symbols.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (frames, updates, errors) = self.inner.counters();
+        let d = PyDict::new(py);
+        d.set_item("frames", frames)?;
+        d.set_item("updates", updates)?;
+        d.set_item("errors", errors)?;
+        d.set_item("symbols", self.inner.symbol_count())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<FeedProcessor provider={} epoch={}>", self.inner.provider().name(), self.inner.epoch())
+    }
+}

@@ -1,0 +1,6 @@
+//! Per-symbol state held by the core: trading days, derived fields, sequence numbers.
+pub mod calendar;
+pub mod derive;
+pub mod processor;
+
+pub use processor::{now_ms, Event, FeedProcessor, ProcessorConfig};

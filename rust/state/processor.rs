@@ -1,0 +1,206 @@
+//! `FeedProcessor`: the one pass every provider frame takes through the core:
+//! decode -> normalize -> derive -> sequence. Encoding happens later, once per update, in
+//! `encode` (the fan-out asks for the bytes it needs).
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+
+use super::calendar::DayRule;
+use super::derive::DailyState;
+use crate::error::{CoreError, CoreResult, ErrorCode};
+use crate::model::symbol::region_of;
+use crate::model::{channel_name, Kind, MarketUpdate, KIND_SLOTS};
+use crate::providers::{itick, Control, Observation, Provider};
+
+/// Default bound on one provider frame. iTick frames are well under 4 KiB; a megabyte is a
+/// broken or hostile peer, refused before any parsing work.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Bound on distinct symbols tracked, so a provider spraying random symbols cannot grow
+/// the core without limit.
+pub const DEFAULT_MAX_SYMBOLS: usize = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub provider: Provider,
+    /// `None` generates a fresh epoch (process start time and randomness).
+    pub epoch: Option<String>,
+    pub max_frame_bytes: usize,
+    pub max_symbols: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            provider: Provider::Itick,
+            epoch: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_symbols: DEFAULT_MAX_SYMBOLS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Control(Control),
+    Update(MarketUpdate),
+}
+
+struct SymbolState {
+    symbol: Arc<str>,
+    daily: DailyState,
+    seqs: [u64; KIND_SLOTS],
+    channels: [Option<Arc<str>>; KIND_SLOTS],
+}
+
+impl SymbolState {
+    fn channel(&mut self, kind: Kind) -> Arc<str> {
+        let symbol = &self.symbol;
+        self.channels[kind.slot()].get_or_insert_with(|| channel_name(symbol, kind).into()).clone()
+    }
+}
+
+pub struct FeedProcessor {
+    provider: Provider,
+    provider_name: Arc<str>,
+    epoch: Arc<str>,
+    max_frame_bytes: usize,
+    max_symbols: usize,
+    symbol_ids: FxHashMap<Box<str>, usize>,
+    symbols: Vec<SymbolState>,
+    scratch: String,
+    frames: u64,
+    updates: u64,
+    errors: u64,
+}
+
+impl FeedProcessor {
+    pub fn new(config: ProcessorConfig) -> Self {
+        FeedProcessor {
+            provider: config.provider,
+            provider_name: config.provider.name().into(),
+            epoch: config.epoch.unwrap_or_else(new_epoch).into(),
+            max_frame_bytes: config.max_frame_bytes,
+            max_symbols: config.max_symbols,
+            symbol_ids: FxHashMap::default(),
+            symbols: Vec::new(),
+            scratch: String::with_capacity(32),
+            frames: 0,
+            updates: 0,
+            errors: 0,
+        }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// (frames seen, updates produced, frames refused)
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.frames, self.updates, self.errors)
+    }
+
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// The last sequence number given on `channel` (0 if none yet).
+    pub fn last_seq(&self, symbol: &str, kind: Kind) -> u64 {
+        self.symbol_ids.get(symbol).map_or(0, |&id| self.symbols[id].seqs[kind.slot()])
+    }
+
+    /// Decodes one provider frame and appends what it holds to `out`. On error nothing is
+    /// appended and no state changes, so one bad frame costs only itself.
+    pub fn process(&mut self, frame: &[u8], recv_time_ms: i64, out: &mut Vec<Event>) -> CoreResult<()> {
+        self.frames += 1;
+        let result = self.process_inner(frame, recv_time_ms, out);
+        if result.is_err() {
+            self.errors += 1;
+        }
+        result
+    }
+
+    fn process_inner(&mut self, frame: &[u8], recv_time_ms: i64, out: &mut Vec<Event>) -> CoreResult<()> {
+        if frame.len() > self.max_frame_bytes {
+            return Err(CoreError::new(
+                ErrorCode::FrameTooLarge,
+                format!("frame of {} bytes exceeds the {} byte limit", frame.len(), self.max_frame_bytes),
+            ));
+        }
+        match self.provider {
+            Provider::Itick => match itick::decode(frame, &mut self.scratch)? {
+                itick::ItickFrame::Control(c) => out.push(Event::Control(c)),
+                itick::ItickFrame::Market(obs) => {
+                    let update = self.sequence(obs, recv_time_ms)?;
+                    out.push(Event::Update(update));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Derives and numbers an observation whose canonical symbol is in `self.scratch`.
+    fn sequence(&mut self, mut obs: Observation, recv_time_ms: i64) -> CoreResult<MarketUpdate> {
+        let id = self.symbol_id()?;
+        let state = &mut self.symbols[id];
+        let event_time_ms = obs.event_time_ms.unwrap_or(recv_time_ms);
+        state.daily.apply(event_time_ms, &mut obs.payload);
+        let kind = obs.payload.kind();
+        state.seqs[kind.slot()] += 1;
+        self.updates += 1;
+        Ok(MarketUpdate {
+            symbol: state.symbol.clone(),
+            channel: state.channel(kind),
+            seq: state.seqs[kind.slot()],
+            epoch: self.epoch.clone(),
+            provider: self.provider_name.clone(),
+            event_time_ms,
+            recv_time_ms,
+            payload: obs.payload,
+        })
+    }
+
+    fn symbol_id(&mut self) -> CoreResult<usize> {
+        if let Some(&id) = self.symbol_ids.get(self.scratch.as_str()) {
+            return Ok(id);
+        }
+        if self.symbols.len() >= self.max_symbols {
+            return Err(CoreError::new(
+                ErrorCode::InvalidSymbol,
+                format!("symbol table full ({} symbols); refusing {}", self.max_symbols, self.scratch),
+            ));
+        }
+        let symbol: Arc<str> = self.scratch.as_str().into();
+        let id = self.symbols.len();
+        self.symbols.push(SymbolState {
+            daily: DailyState::new(DayRule::for_region(region_of(&symbol))),
+            symbol,
+            seqs: [0; KIND_SLOTS],
+            channels: Default::default(),
+        });
+        self.symbol_ids.insert(self.scratch.as_str().into(), id);
+        Ok(id)
+    }
+}
+
+/// Wall-clock milliseconds, for callers that do not pass a receive time.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Start time plus 32 random bits: distinct across restarts even within one millisecond.
+fn new_epoch() -> String {
+    let random = RandomState::new().hash_one(std::process::id()) as u32;
+    format!("{:x}-{:08x}", now_ms(), random)
+}
+
+#[cfg(test)]
+#[path = "processor_tests.rs"]
+mod tests;
