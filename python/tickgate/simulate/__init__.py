@@ -1,0 +1,33 @@
+"""Provider simulators: local, seeded stand-ins for upstream market-data feeds.
+
+``ItickSimulator`` speaks the iTick WebSocket protocol over picows; ``MarketModel`` is the deterministic
+market behind it, usable on its own. Only the standard library, picows and msgspec are imported here, so the
+simulators work without the compiled core.
+"""
+
+from .itick_server import ItickSimulator, SimulatorConfig
+from .market import (
+    Bar,
+    DepthBook,
+    DepthLevel,
+    MarketModel,
+    Quote,
+    Symbol,
+    SymbolMarket,
+    Tick,
+    parse_symbol,
+)
+
+__all__ = [
+    "Bar",
+    "DepthBook",
+    "DepthLevel",
+    "ItickSimulator",
+    "MarketModel",
+    "Quote",
+    "SimulatorConfig",
+    "Symbol",
+    "SymbolMarket",
+    "Tick",
+    "parse_symbol",
+]
