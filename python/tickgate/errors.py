@@ -32,7 +32,6 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     SUBSCRIPTION_LIMIT = "subscription_limit"
     UPSTREAM_REJECTED = "upstream_rejected"
-    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     INTERNAL = "internal"
 
 
@@ -47,6 +46,5 @@ CATALOGUE: dict[ErrorCode, str] = {
     ErrorCode.FRAME_TOO_LARGE: "A frame larger than the configured maximum.",
     ErrorCode.SUBSCRIPTION_LIMIT: "A subscription over a configured or provider limit.",
     ErrorCode.UPSTREAM_REJECTED: "The provider refused a subscription the client asked for.",
-    ErrorCode.UPSTREAM_UNAVAILABLE: "No provider connection is up; the request is kept and retried.",
     ErrorCode.INTERNAL: "A gateway fault; the request was not applied.",
 }
