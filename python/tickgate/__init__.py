@@ -19,6 +19,7 @@ from tickgate._core import (
     split_channel,
     ws_frame,
 )
+from tickgate.config import ConfigError, GatewayConfig, load_config
 from tickgate.errors import (
     CATALOGUE,
     DecodeError,
@@ -29,19 +30,39 @@ from tickgate.errors import (
 
 __all__ = [
     "CATALOGUE",
+    "ConfigError",
     "ControlEvent",
     "DecodeError",
     "ErrorCode",
     "FeedProcessor",
     "FrameError",
+    "Gateway",
+    "GatewayConfig",
     "InvalidSymbolError",
     "InvalidTypeError",
+    "ItickAdapter",
     "SubscriptionIndex",
+    "SubscriptionPool",
     "Update",
     "__version__",
+    "load_config",
     "make_channel",
     "normalize_symbol",
     "normalize_type",
     "split_channel",
     "ws_frame",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The server side pulls in picows and prometheus-client; load it only when asked for, so
+    # `import tickgate` stays light for code that only uses the core.
+    if name == "Gateway":
+        from tickgate.gateway import Gateway
+
+        return Gateway
+    if name in ("ItickAdapter", "SubscriptionPool"):
+        from tickgate import upstream
+
+        return getattr(upstream, name)
+    raise AttributeError(f"module 'tickgate' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from tickgate.cli import main
+
+sys.exit(main())

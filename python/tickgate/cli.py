@@ -1,0 +1,126 @@
+"""``tickgate`` command line: a thin shell over ``tickgate.Gateway`` and the simulators.
+
+tickgate serve [--config FILE] [--host H] [--port P] [--upstream-url URL] [--upstream-token T]
+tickgate simulate [--host H] [--port P] [--rate R] [--seed S] [--token T ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from tickgate.config import ConfigError, load_config
+
+log = logging.getLogger("tickgate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tickgate", description="Real-time market-data push gateway.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (no --upstream-url: embedded simulator feed)")
+    serve.add_argument("--config", help="TOML file with settings (see docs/configuration.md)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080; 0 picks a free one)")
+    serve.add_argument("--upstream-url", help="iTick-protocol WebSocket URL, e.g. wss://api.itick.org/stock")
+    serve.add_argument("--upstream-token", help="provider API token")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+
+    sim = sub.add_parser("simulate", help="run the iTick protocol simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9100)
+    sim.add_argument("--rate", type=float, default=2.0, help="updates per second per symbol and type")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--token", action="append", help="accepted token (repeatable; default: any non-empty)")
+    sim.add_argument("--max-subscriptions", type=int, default=1000)
+    sim.add_argument("--log-level", default="INFO")
+    return p
+
+
+def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Runs ``main`` on uvloop (when available) until it returns or SIGINT/SIGTERM."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
+        asyncio.run(runner())
+    else:
+        uvloop.run(runner())
+
+
+async def _serve(config_path: str | None, flags: dict[str, object], stop: asyncio.Event) -> None:
+    from tickgate.gateway import Gateway
+
+    config = load_config(config_path, overrides=flags)
+    logging.getLogger().setLevel(config.log_level)
+    gateway = Gateway(config)
+    await gateway.start()
+    print(f"tickgate serving on {gateway.url}", flush=True)
+    waiter = asyncio.ensure_future(gateway.serve_forever())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (waiter, stopper):
+        task.cancel()
+    await gateway.stop()
+
+
+async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from tickgate.simulate import ItickSimulator, SimulatorConfig
+
+    sim = ItickSimulator(
+        SimulatorConfig(
+            host=args.host,
+            port=args.port,
+            rate=args.rate,
+            seed=args.seed,
+            tokens=frozenset(args.token) if args.token else None,
+            max_subscriptions=args.max_subscriptions,
+        )
+    )
+    await sim.start()
+    print(f"iTick simulator on {sim.url}", flush=True)
+    await stop.wait()
+    await sim.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = getattr(args, "log_level", None) or "INFO"
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            flags = {
+                "host": args.host,
+                "port": args.port,
+                "upstream_url": args.upstream_url,
+                "upstream_token": args.upstream_token,
+                "log_level": args.log_level,
+            }
+            load_config(args.config, overrides=flags)  # fail fast, before the loop starts
+            _run(lambda stop: _serve(args.config, flags, stop))
+        else:
+            _run(lambda stop: _simulate(args, stop))
+    except ConfigError as e:
+        print(f"tickgate: configuration error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"tickgate: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,163 @@
+"""Gateway configuration: defaults < TOML file < environment (``TICKGATE_<NAME>``) < flags.
+
+Every setting has one name used in all three places (``upstream_url`` in the file,
+``TICKGATE_UPSTREAM_URL`` in the environment, ``--upstream-url`` on the command line).
+Unknown keys in a file are an error naming the key: a typo must not silently fall back to a
+default in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+__all__ = ["ConfigError", "GatewayConfig", "load_config"]
+
+ENV_PREFIX = "TICKGATE_"
+AuthMode = Literal["header", "query", "message"]
+UnsubscribeMode = Literal["message", "resend"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    # Listener
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: LogLevel = "INFO"
+    # Upstream (iTick). No URL means the embedded simulator on a free loopback port.
+    upstream_url: str | None = None
+    upstream_token: str | None = field(default=None, repr=False)
+    upstream_auth: AuthMode = "header"
+    upstream_unsubscribe: UnsubscribeMode = "message"
+    upstream_ping_interval: float = 30.0
+    upstream_pong_timeout: float = 10.0
+    upstream_idle_timeout: float = 60.0
+    upstream_connect_timeout: float = 10.0
+    upstream_backoff_initial: float = 0.5
+    upstream_backoff_max: float = 30.0
+    upstream_subscribe_chunk: int = 200
+    # Clients
+    max_message_bytes: int = 64 * 1024
+    max_channels_per_connection: int = 2000
+    max_send_buffer_bytes: int = 8 * 1024 * 1024
+    # Embedded simulator (used only when upstream_url is unset)
+    simulator_rate: float = 2.0
+    simulator_seed: int = 1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{f.name} must not be negative (got {value})")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535 (got {self.port})")
+        if self.upstream_subscribe_chunk < 1:
+            raise ConfigError("upstream_subscribe_chunk must be at least 1")
+        if self.upstream_backoff_initial <= 0 or self.upstream_backoff_max < self.upstream_backoff_initial:
+            raise ConfigError("need 0 < upstream_backoff_initial <= upstream_backoff_max")
+        if self.upstream_url is not None and not self.upstream_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"upstream_url must be a ws:// or wss:// URL (got {self.upstream_url!r})")
+
+    @property
+    def embedded_upstream(self) -> bool:
+        return self.upstream_url is None
+
+    def replace(self, **changes: Any) -> GatewayConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_HINTS = get_type_hints(GatewayConfig)
+NAMES = tuple(f.name for f in fields(GatewayConfig))
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Converts a file, env or flag value to the field's type, naming the key on failure."""
+    hint = _HINTS[name]
+    args = get_args(hint)
+    optional = type(None) in args
+    if raw is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: {name} must not be empty")
+    choices = get_args(_HINTS[name]) if getattr(hint, "__origin__", None) is Literal else ()
+    try:
+        if choices:
+            value = str(raw).upper() if name == "log_level" else str(raw).lower()
+            if value not in choices:
+                raise ConfigError(f"{source}: {name} must be one of {', '.join(choices)} (got {raw!r})")
+            return value
+        if hint is int or int in args:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if hint is float or float in args:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw if raw != "" or not optional else None
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{source}: {name} has an invalid value {raw!r} (expected {kind})") from None
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: {e}") from None
+    # A [tickgate] table is accepted so the settings can live in a shared file.
+    if set(data) == {"tickgate"} and isinstance(data["tickgate"], dict):
+        data = data["tickgate"]
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in NAMES:
+            raise ConfigError(f"config file {path}: unknown key {key!r}")
+        out[name] = _coerce(name, value, f"config file {path}")
+    return out
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out = {}
+    for name in NAMES:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            out[name] = _coerce(name, env[key], f"environment {key}")
+    return out
+
+
+def load_config(
+    file: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Builds the effective configuration; ``overrides`` (e.g. CLI flags) win over env, env
+    over the file. ``None`` values in overrides mean "not given"."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(_from_file(Path(file)))
+    values.update(_from_env(os.environ if env is None else env))
+    for name, value in (overrides or {}).items():
+        if name not in NAMES:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    return GatewayConfig(**values)

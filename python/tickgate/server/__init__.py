@@ -1,0 +1,1 @@
+"""Downstream: the listener, client connections and the client protocol."""

@@ -1,0 +1,130 @@
+"""``ClientConnection``: one downstream WebSocket client.
+
+Pushes are written as the core's ready frames (``Update.json_frame``) straight to the
+socket transport: the same bytes object goes to every receiver, with no per-client
+encoding or framing. Replies to commands go through picows's ``send``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from tickgate.errors import ErrorCode
+from tickgate.server.protocol import error_message
+
+if TYPE_CHECKING:
+    from tickgate.gateway import Gateway
+
+log = logging.getLogger("tickgate.server")
+_encode = msgspec.json.Encoder().encode
+
+CLOSE_TOO_BIG = WSCloseCode(1009)
+CLOSE_POLICY = WSCloseCode(1008)
+
+
+class ClientConnection(WSListener):
+    __slots__ = (
+        "_buffer_size",
+        "_fragments",
+        "_fragments_size",
+        "_gateway",
+        "_write",
+        "closed",
+        "peer",
+        "transport",
+    )
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self.transport: WSTransport | None = None
+        self.peer = "-"
+        self.closed = False
+        self._fragments: list[bytes] | None = None
+        self._fragments_size = 0
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.peer}>"
+
+    # -- picows callbacks -------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        raw = transport.underlying_transport
+        self._write = raw.write
+        self._buffer_size = raw.get_write_buffer_size
+        peer = raw.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self._gateway._on_client_connected(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if frame.fin:
+                self._gateway._on_client_message(self, frame.get_payload_as_bytes())
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+                self._fragments_size = len(self._fragments[0])
+        elif kind is WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                return  # a continuation with no start: nothing to add it to
+            part = frame.get_payload_as_bytes()
+            self._fragments.append(part)
+            self._fragments_size += len(part)
+            if self._fragments_size > self._gateway.config.max_message_bytes:
+                self._fragments = None
+                self.send_message(
+                    error_message(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes")
+                )
+                self.close(CLOSE_TOO_BIG, "message too big")
+            elif frame.fin:
+                payload, self._fragments = b"".join(self._fragments), None
+                self._gateway._on_client_message(self, payload)
+        elif kind is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
+            self.close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code, "")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        self._gateway._on_client_disconnected(self)
+
+    def pause_writing(self) -> None:
+        # Slow consumers are handled by the buffer check in push(); picows would otherwise
+        # log a warning at every watermark crossing.
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def push(self, frame: bytes) -> None:
+        """Writes a ready WebSocket frame; a client too slow to drain its buffer is dropped
+        rather than allowed to hold the gateway's memory."""
+        if self.closed:
+            return
+        self._write(frame)
+        if self._buffer_size() > self._gateway.config.max_send_buffer_bytes:
+            log.warning(
+                "%r dropped: send buffer over %d bytes", self, self._gateway.config.max_send_buffer_bytes
+            )
+            self._gateway.slow_consumers_dropped += 1
+            self.closed = True
+            assert self.transport is not None
+            self.transport.disconnect(graceful=False)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.send(WSMsgType.TEXT, _encode(message))
+
+    def close(self, code: WSCloseCode = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        self.transport.send_close(code, reason.encode())
+        self.transport.disconnect()

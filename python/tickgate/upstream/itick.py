@@ -1,0 +1,337 @@
+"""``ItickAdapter``: one WebSocket connection to an iTick-protocol provider.
+
+It authenticates (header, query or message form), subscribes the gateway's channels in
+chunks, pings, detects a dead or silent connection, and reconnects with backoff forever,
+re-subscribing everything after each authentication. Frames go through the core
+(``FeedProcessor``) once; updates go to the gateway's sink, control events drive this
+adapter's state machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from urllib.parse import quote
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tickgate._core import ControlEvent, DecodeError, FeedProcessor, Update, split_channel
+from tickgate.upstream.backoff import Backoff
+from tickgate.upstream.base import RejectSink, UpdateSink, UpstreamState
+
+log = logging.getLogger("tickgate.upstream.itick")
+
+#: A connection that stayed authenticated this long resets the backoff.
+STABLE_AFTER_S = 10.0
+
+
+class _Listener(WSListener):
+    """picows callbacks, forwarded to the adapter; holds no state of its own."""
+
+    def __init__(self, adapter: ItickAdapter) -> None:
+        self._adapter = adapter
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._adapter._on_connected(transport)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            self._adapter._on_frame(frame.get_payload_as_bytes())
+        elif kind is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            log.info("provider closed the connection: %s %s", code, frame.get_close_message())
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+
+    def pause_writing(self) -> None:  # commands are tiny; nothing to throttle
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+
+class ItickAdapter:
+    name = "itick"
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        processor: FeedProcessor,
+        on_update: UpdateSink,
+        on_rejected: RejectSink,
+        *,
+        auth: str = "header",
+        unsubscribe_mode: str = "message",
+        ping_interval: float = 30.0,
+        pong_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        subscribe_chunk: int = 200,
+        max_frame_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.url = url
+        self._token = token or ""
+        self._processor = processor
+        self._on_update = on_update
+        self._on_rejected = on_rejected
+        self._auth = auth
+        self._unsubscribe_mode = unsubscribe_mode
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
+        self._idle_timeout = idle_timeout
+        self._connect_timeout = connect_timeout
+        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._chunk = subscribe_chunk
+        self._max_frame_bytes = max_frame_bytes
+
+        self._state = UpstreamState.IDLE
+        self._wanted: set[str] = set()
+        # iTick answers subscribes in order and without an id: the FIFO maps each reply to
+        # the channels its request carried.
+        self._pending: deque[list[str]] = deque()
+        self._transport: WSTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready_at = 0.0
+        self._last_rx = 0.0
+        self._last_ping = 0.0
+        self._pong_due: float | None = None
+        self.reconnects = 0
+        self.frames_in = 0
+        self.decode_errors = 0
+        self.last_error = ""
+        self._kill_reason = ""
+        self.ready_event = asyncio.Event()
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> UpstreamState:
+        return self._state
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        return frozenset(self._wanted)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tickgate-upstream-itick")
+
+    async def stop(self) -> None:
+        self._state = UpstreamState.CLOSED
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                self._transport.send_close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+                self._transport.disconnect()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def subscribe(self, channels: Iterable[str]) -> None:
+        new = [c for c in channels if c not in self._wanted]
+        self._wanted.update(new)
+        if new and self._state is UpstreamState.READY:
+            self._send_subscribe(new)
+
+    def unsubscribe(self, channels: Iterable[str]) -> None:
+        gone = [c for c in channels if c in self._wanted]
+        self._wanted.difference_update(gone)
+        if not gone or self._state is not UpstreamState.READY:
+            return
+        if self._unsubscribe_mode == "message":
+            for symbols, types in _group(gone, self._chunk):
+                self._send({"ac": "unsubscribe", "params": ",".join(symbols), "types": ",".join(types)})
+        else:
+            # No unsubscribe in the provider's protocol: re-send the reduced set.
+            self._send_subscribe(sorted(self._wanted))
+
+    def status(self) -> dict[str, object]:
+        return {
+            "provider": self.name,
+            "url": self.url,
+            "state": self._state.value,
+            "channels": len(self._wanted),
+            "reconnects": self.reconnects,
+            "frames_in": self.frames_in,
+            "decode_errors": self.decode_errors,
+            "last_error": self.last_error,
+        }
+
+    def drop_connection(self) -> None:
+        """Abandons the current connection (as a dead-peer detector would); it reconnects."""
+        if self._transport is not None:
+            self._transport.disconnect(graceful=False)
+
+    # -- connection loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while self._state is not UpstreamState.CLOSED:
+            self._state = UpstreamState.CONNECTING
+            try:
+                await self._connect_and_serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # any failure is a reason to reconnect, never to stop
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.warning("upstream %s: %s", self.url, self.last_error)
+            finally:
+                self._transport = None
+                self._pending.clear()
+                self._pong_due = None
+                self.ready_event.clear()
+            if self._state is UpstreamState.CLOSED:
+                break
+            if self._ready_at and time.monotonic() - self._ready_at >= STABLE_AFTER_S:
+                self._backoff.reset()
+            self._ready_at = 0.0
+            self._state = UpstreamState.BACKOFF
+            self.reconnects += 1
+            delay = self._backoff.next_delay()
+            log.info("upstream reconnect #%d in %.2fs", self.reconnects, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_and_serve(self) -> None:
+        url, headers = self.url, {}
+        if self._auth == "header":
+            headers["token"] = self._token
+        elif self._auth == "query":
+            url += ("&" if "?" in url else "?") + "token=" + quote(self._token, safe="")
+        transport, _ = await ws_connect(
+            lambda: _Listener(self),
+            url,
+            extra_headers=headers,
+            websocket_handshake_timeout=self._connect_timeout,
+            max_frame_size=self._max_frame_bytes,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=self._ping_interval,
+            auto_ping_reply_timeout=min(self._pong_timeout, self._ping_interval),
+        )
+        self._kill_reason = ""
+        watchdog = asyncio.create_task(self._watchdog(transport))
+        try:
+            await transport.wait_disconnected()
+        finally:
+            watchdog.cancel()
+        if self._kill_reason:
+            self.last_error = self._kill_reason
+        elif self._state is UpstreamState.READY:
+            self.last_error = "connection closed by the provider"
+
+    async def _watchdog(self, transport: WSTransport) -> None:
+        """Application pings, and the two dead-connection rules: a missed pong, a silent feed."""
+        tick = min(1.0, self._ping_interval / 4, self._pong_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self._pong_due is not None and now > self._pong_due:
+                self._kill(transport, f"no pong within {self._pong_timeout:.1f}s")
+                return
+            if now - self._last_rx > self._idle_timeout:
+                self._kill(transport, f"no data for {self._idle_timeout:.1f}s")
+                return
+            if self._state is UpstreamState.READY and now - self._last_ping >= self._ping_interval:
+                self._last_ping = now
+                self._pong_due = now + self._pong_timeout
+                self._send({"ac": "ping", "params": str(int(time.time() * 1000))})
+
+    def _kill(self, transport: WSTransport, why: str) -> None:
+        self._kill_reason = why
+        log.warning("upstream %s dead: %s", self.url, why)
+        transport.disconnect(graceful=False)
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _on_connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        self._state = UpstreamState.AUTHENTICATING
+        self._last_rx = self._last_ping = time.monotonic()
+        if self._auth == "message":
+            self._send({"ac": "auth", "params": self._token})
+
+    def _on_frame(self, payload: bytes) -> None:
+        self._last_rx = time.monotonic()
+        self.frames_in += 1
+        try:
+            events = self._processor.ingest(payload)
+        except DecodeError as e:
+            # Garbage from the provider costs only that frame; log a few, count all.
+            self.decode_errors += 1
+            if self.decode_errors <= 10 or self.decode_errors % 1000 == 0:
+                log.warning("upstream frame refused (%s, %d so far): %s", e.code, self.decode_errors, e)
+            return
+        for event in events:
+            if type(event) is Update:
+                self._on_update(event)
+            else:
+                self._on_control(event)  # type: ignore[arg-type]
+
+    def _on_control(self, event: ControlEvent) -> None:
+        kind = event.kind
+        if kind == "auth":
+            if event.ok:
+                self._state = UpstreamState.READY
+                self._ready_at = time.monotonic()
+                log.info("upstream %s authenticated; subscribing %d channels", self.url, len(self._wanted))
+                if self._wanted:
+                    self._send_subscribe(sorted(self._wanted))
+                self.ready_event.set()
+            else:
+                self.last_error = f"auth failed: {event.message}"
+                log.error("upstream %s: %s", self.url, self.last_error)
+        elif kind == "subscribe":
+            channels = self._pending.popleft() if self._pending else []
+            if not event.ok:
+                refused = [c for c in channels if c in self._wanted]
+                self._wanted.difference_update(refused)
+                self.last_error = f"subscribe refused: {event.message}"
+                log.warning("upstream refused %d channels: %s", len(refused), event.message)
+                if refused:
+                    self._on_rejected(refused, event.message)
+        elif kind == "pong":
+            self._pong_due = None
+        elif kind == "connected":
+            log.debug("upstream greeting: %s", event.message)
+        elif not event.ok:
+            log.warning("upstream notice (%s): %s", event.action or "-", event.message)
+
+    def _send_subscribe(self, channels: list[str]) -> None:
+        for symbols, types, batch in _group_with_channels(channels, self._chunk):
+            self._pending.append(batch)
+            self._send({"ac": "subscribe", "params": ",".join(symbols), "types": ",".join(types)})
+
+    def _send(self, message: dict[str, str]) -> None:
+        if self._transport is not None:
+            self._transport.send(WSMsgType.TEXT, json.dumps(message, separators=(",", ":")).encode())
+
+
+def _group_with_channels(channels: Iterable[str], chunk: int) -> list[tuple[list[str], list[str], list[str]]]:
+    """iTick subscribes symbols x types: group channels by their set of types so each message
+    asks for exactly what is wanted, at most ``chunk`` symbols per message."""
+    types_by_symbol: dict[str, set[str]] = {}
+    for channel in channels:
+        symbol, kind = split_channel(channel)
+        types_by_symbol.setdefault(symbol, set()).add(kind)
+    by_types: dict[tuple[str, ...], list[str]] = {}
+    for symbol, kinds in types_by_symbol.items():
+        by_types.setdefault(tuple(sorted(kinds)), []).append(symbol)
+    out = []
+    for kinds, symbols in sorted(by_types.items()):
+        symbols.sort()
+        for i in range(0, len(symbols), chunk):
+            part = symbols[i : i + chunk]
+            out.append((part, list(kinds), [f"{s}:{k}" for s in part for k in kinds]))
+    return out
+
+
+def _group(channels: Iterable[str], chunk: int) -> list[tuple[list[str], list[str]]]:
+    return [(symbols, kinds) for symbols, kinds, _ in _group_with_channels(channels, chunk)]

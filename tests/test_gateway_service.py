@@ -1,0 +1,153 @@
+"""The gateway as a service: HTTP endpoints on the WebSocket port, and the CLI process
+(embedded default, signals, config errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from gatewaykit import Client, start_gateway, start_simulator, wait_until
+
+
+def http_get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+async def test_healthz_and_metrics() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim)
+    try:
+        await wait_until(lambda: gw.upstream.state.value == "ready", what="ready")
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote", "tick"]})
+        await c.push()
+        base = f"http://127.0.0.1:{gw.port}"
+        status, ctype, body = await asyncio.to_thread(http_get, base + "/healthz")
+        health = json.loads(body)
+        assert (status, ctype) == (200, "application/json")
+        assert health["status"] == "ok"
+        assert health["upstream"]["state"] == "ready"
+        assert health["connections"] == 1
+        assert health["subscriptions"] == {"channels": 2, "pairs": 2}
+
+        status, ctype, body = await asyncio.to_thread(http_get, base + "/metrics")
+        assert status == 200 and ctype.startswith("text/plain")
+        metrics = {
+            line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line and line[0] != "#"
+        }
+        assert metrics["tickgate_connections"] == 1
+        assert metrics["tickgate_subscriptions"] == 2
+        assert metrics["tickgate_updates_in_total"] >= 1
+        assert metrics["tickgate_messages_out_total"] >= 1
+        assert metrics['tickgate_upstream_ready{provider="itick"}'] == 1
+
+        assert (await asyncio.to_thread(http_get, base + "/nope"))[0] == 404
+        assert (await asyncio.to_thread(http_get, base + "/ws"))[0] == 426
+        await c.close()
+        await sim.stop()
+        await wait_until(lambda: gw.upstream.state.value != "ready", what="upstream down")
+        status, _, body = await asyncio.to_thread(http_get, base + "/healthz")
+        assert status == 503 and json.loads(body)["status"] == "degraded"
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_stop_closes_clients_with_going_away() -> None:
+    gw = await start_gateway(None)
+    c = await Client.connect(gw)
+    await c.request({"action": "subscribe", "symbols": ["AAPL$US"]})
+    await gw.stop()
+    with pytest.raises(ConnectionClosed) as info:
+        for _ in range(1000):
+            await c.recv(timeout=2)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickgate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def test_cli_serve_embedded_default_and_sigterm() -> None:
+    port = free_port()
+    proc = run_cli("serve", "--port", str(port), "--log-level", "warning")
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+        assert f"tickgate serving on ws://127.0.0.1:{port}/" in line
+        async with connect(f"ws://127.0.0.1:{port}/", close_timeout=1, ping_interval=None) as ws:
+            await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "success"
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "stock_quote"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_cli_env_config_and_unknown_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 'blue'\n")
+    proc = run_cli("serve", "--config", str(bad))
+    out, _ = await asyncio.to_thread(proc.communicate, None, 15)
+    assert proc.returncode == 2
+    assert "unknown key 'colour'" in out
+
+    proc = run_cli("serve", env={"TICKGATE_PORT": "not-a-port"})
+    out, _ = await asyncio.to_thread(proc.communicate, None, 15)
+    assert proc.returncode == 2 and "TICKGATE_PORT" in out
+
+
+async def test_cli_simulate_serves_the_itick_protocol() -> None:
+    port = free_port()
+    proc = run_cli("simulate", "--port", str(port), "--rate", "20", "--log-level", "warning")
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+        assert f"127.0.0.1:{port}" in line
+        url = f"ws://127.0.0.1:{port}/stock"
+        async with connect(
+            url, additional_headers={"token": "any"}, close_timeout=1, ping_interval=None
+        ) as ws:
+            assert json.loads(await ws.recv())["msg"] == "Connected Successfully"
+            assert json.loads(await ws.recv())["resAc"] == "auth"
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

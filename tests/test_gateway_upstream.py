@@ -1,0 +1,212 @@
+"""The global subscription pool and the upstream connection's failure handling, observed at
+the real simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+from picows import WSListener, WSMsgType, WSTransport, ws_create_server
+
+from gatewaykit import TOKEN, Client, channel_of, start_gateway, start_simulator, wait_until
+from tickgate.upstream import UpstreamState
+
+
+async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim)
+    try:
+        a, b = await Client.connect(gw), await Client.connect(gw)
+        await a.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote", "tick"]})
+        await wait_until(
+            lambda: sim.subscriptions().get("AAPL$US") == {"quote", "tick"}, what="upstream subscribe"
+        )
+        subscribes = [c for c in sim.commands if c.get("ac") == "subscribe"]
+        await b.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
+        await asyncio.sleep(0.1)
+        # The second client's channel was already upstream: no new upstream subscribe.
+        assert [c for c in sim.commands if c.get("ac") == "subscribe"] == subscribes
+        assert gw.index.count("AAPL$US:quote") == 2
+
+        await a.request({"action": "unsubscribe", "symbols": ["AAPL$US"]})
+        await wait_until(
+            lambda: sim.subscriptions().get("AAPL$US") == {"quote"}, what="tick dropped upstream"
+        )
+        await b.close()  # the last holder leaves by disconnecting
+        await wait_until(lambda: "AAPL$US" not in sim.subscriptions(), what="quote dropped upstream")
+        assert gw.index.channel_count == 0
+        await a.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_upstream_loss_reconnects_resubscribes_and_streams_resume() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim)
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US", "700$HK"], "types": ["quote"]})
+        before = await c.push()
+        assert gw.upstream is not None
+        assert sim.drop_connections() == 1
+        await wait_until(lambda: gw.upstream.reconnects >= 1, what="reconnect")
+        await wait_until(lambda: gw.upstream.state is UpstreamState.READY, what="ready again")
+        await wait_until(lambda: set(sim.subscriptions()) == {"AAPL$US", "700$HK"}, what="re-subscribe")
+        after = await c.push(lambda m: m["data"]["symbol"] == before["data"]["symbol"])
+        # Same gateway process: sequence numbers keep counting up across the upstream loss.
+        assert after["data"]["seq"] > before["data"]["seq"]
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_reconnects_when_upstream_goes_away_and_comes_back() -> None:
+    sim = await start_simulator()
+    port = sim.port
+    gw = await start_gateway(sim)
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["tick"]})
+        await c.push()
+        await sim.stop()
+        await wait_until(lambda: gw.upstream.state is not UpstreamState.READY, what="upstream down")
+        await asyncio.sleep(0.5)  # several refused connection attempts, with backoff
+        sim = await start_simulator(port=port)
+        await wait_until(lambda: gw.upstream.state is UpstreamState.READY, what="upstream back")
+        await wait_until(lambda: "AAPL$US" in sim.subscriptions(), what="re-subscribe")
+        await c.push()
+        assert gw.upstream.reconnects >= 2
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_provider_refusal_becomes_an_error_to_the_clients_that_asked() -> None:
+    sim = await start_simulator(max_subscriptions=2)
+    gw = await start_gateway(sim)
+    try:
+        ok, greedy = await Client.connect(gw), await Client.connect(gw)
+        await ok.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
+        await wait_until(lambda: "AAPL$US" in sim.subscriptions(), what="first subscribe")
+        reply = await greedy.request({"action": "subscribe", "symbols": ["A$US", "B$US"], "types": ["quote"]})
+        assert reply["type"] == "success"  # accepted by the gateway, then refused upstream
+        err = await greedy.reply()
+        assert err["code"] == "upstream_rejected"
+        assert "maximum subscription limit" in err["msg"]
+        assert err["channels"] == ["A$US:quote", "B$US:quote"]
+        assert (await greedy.request({"action": "query_subscribe"}))["channels"] == []
+        # The other client is untouched.
+        assert channel_of(await ok.push()) == "AAPL$US:quote"
+        await ok.close()
+        await greedy.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_bad_token_keeps_retrying_and_reports_degraded() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim, upstream_token="wrong")
+    try:
+        await wait_until(lambda: gw.upstream.reconnects >= 2, what="retries after auth failure")
+        health = gw.health()
+        assert health["status"] == "degraded"
+        assert "auth failed" in health["upstream"]["last_error"] or health["upstream"]["state"] != "ready"
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_every_auth_form_works() -> None:
+    sim = await start_simulator()
+    try:
+        for form in ("header", "query", "message"):
+            gw = await start_gateway(sim, upstream_auth=form)
+            try:
+                await wait_until(lambda gw=gw: gw.upstream.state is UpstreamState.READY, what=f"{form} auth")
+            finally:
+                await gw.stop()
+            await wait_until(lambda: sim.connection_count == 0, what="disconnect")
+    finally:
+        await sim.stop()
+
+
+async def test_resend_mode_resubscribes_the_reduced_set() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim, upstream_unsubscribe="resend")
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US", "MSFT$US"], "types": ["quote"]})
+        await wait_until(lambda: len(sim.subscriptions()) == 2, what="subscribe")
+        await c.request({"action": "unsubscribe", "symbols": ["AAPL$US"]})
+        await wait_until(
+            lambda: any(
+                cmd.get("ac") == "subscribe" and cmd.get("params") == "MSFT$US" for cmd in sim.commands[-3:]
+            ),
+            what="reduced set re-sent",
+        )
+        assert not any(cmd.get("ac") == "unsubscribe" for cmd in sim.commands)
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+class _HungProvider(WSListener):
+    """Greets and authenticates like iTick, then never answers anything again."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, b'{"code":1,"msg":"Connected Successfully"}')
+        transport.send(WSMsgType.TEXT, b'{"code":1,"resAc":"auth","msg":"authenticated"}')
+
+
+async def test_provider_that_stops_answering_is_declared_dead() -> None:
+    server = await ws_create_server(lambda _request: _HungProvider(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gw = await start_gateway(
+        None,
+        upstream_url=f"ws://127.0.0.1:{port}/stock",
+        upstream_token="t",
+        upstream_ping_interval=0.3,
+        upstream_pong_timeout=0.3,
+        upstream_idle_timeout=5.0,
+    )
+    try:
+        await wait_until(lambda: gw.upstream.reconnects >= 1, timeout=5, what="dead-peer detection")
+        assert gw.upstream.status()["last_error"].startswith("no pong within")
+    finally:
+        await gw.stop()
+        server.close()
+
+
+async def test_embedded_default_uses_the_built_in_simulator() -> None:
+    gw = await start_gateway(None)
+    try:
+        assert gw.simulator is not None
+        assert gw.upstream.url == gw.simulator.url
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
+        push = await c.push()
+        assert push["data"]["symbol"] == "AAPL$US"
+        await c.close()
+    finally:
+        await gw.stop()
+
+
+async def test_feed_api_pushes_a_services_own_frames() -> None:
+    gw = await start_gateway(None, simulator_rate=0.0)
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["OWN$US"], "types": ["quote"]})
+        sent = gw.feed(b'{"code":1,"data":{"s":"OWN.US","ld":12.5,"t":1731689407000,"type":"quote"}}')
+        assert sent == 1
+        push = await c.push()
+        assert push["data"]["lastDealPrice"] == 12.5
+        await c.close()
+    finally:
+        await gw.stop()
+
+
+assert TOKEN  # shared with gatewaykit's simulator config
