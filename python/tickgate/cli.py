@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--token", action="append", help="accepted token (repeatable; default: any non-empty)")
     sim.add_argument("--max-subscriptions", type=int, default=1000)
+    sim.add_argument("--symbol-style", choices=["dot", "dollar"], default="dot",
+                     help="symbols in pushes as AAPL.US (older iTick docs) or AAPL$US")
     sim.add_argument("--log-level", default="INFO")
     return p
 
@@ -87,6 +89,7 @@ async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
             seed=args.seed,
             tokens=frozenset(args.token) if args.token else None,
             max_subscriptions=args.max_subscriptions,
+            symbol_style=args.symbol_style,
         )
     )
     await sim.start()

@@ -51,6 +51,7 @@ class Gateway:
         self._connections: set[ClientConnection] = set()
         self._stopped = asyncio.Event()
         self._receivers = self.index.receivers
+        self._dirty: list[ClientConnection] = []
         self.updates_in = 0
         self.messages_out = 0
         self.slow_consumers_dropped = 0
@@ -150,7 +151,8 @@ class Gateway:
     # -- data path --------------------------------------------------------------------------
 
     def publish(self, update: Update) -> int:
-        """Fans one decoded update out to its channel's receivers; returns how many."""
+        """Fans one decoded update out to its channel's receivers; returns how many. The
+        frames are written when the current event-loop turn ends."""
         self.updates_in += 1
         receivers = self._receivers(update.channel)
         if receivers:
@@ -159,6 +161,16 @@ class Gateway:
                 conn.push(frame)
             self.messages_out += len(receivers)
         return len(receivers)
+
+    def _mark_dirty(self, conn: ClientConnection) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(conn)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
 
     def feed(self, frame: bytes | str) -> int:
         """Pushes one provider (iTick-protocol) frame through the core and the fan-out, for

@@ -1,8 +1,10 @@
 """``ClientConnection``: one downstream WebSocket client.
 
-Pushes are written as the core's ready frames (``Update.json_frame``) straight to the
-socket transport: the same bytes object goes to every receiver, with no per-client
-encoding or framing. Replies to commands go through picows's ``send``.
+Pushes are the core's ready frames (``Update.json_frame``): the same bytes object goes to
+every receiver, with no per-client encoding or framing. Frames pushed during one event-loop
+turn are queued and written with one ``writelines`` when the turn ends (the gateway's flush),
+so a burst of upstream updates costs each client one syscall, not one per update. Replies to
+commands flush the queue first, so a reply never overtakes a push sent before it.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ class ClientConnection(WSListener):
         "_fragments",
         "_fragments_size",
         "_gateway",
-        "_write",
+        "_writelines",
         "closed",
         "peer",
+        "pending",
         "transport",
     )
 
@@ -43,6 +46,7 @@ class ClientConnection(WSListener):
         self.transport: WSTransport | None = None
         self.peer = "-"
         self.closed = False
+        self.pending: list[bytes] = []
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
 
@@ -54,7 +58,7 @@ class ClientConnection(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         raw = transport.underlying_transport
-        self._write = raw.write
+        self._writelines = raw.writelines
         self._buffer_size = raw.get_write_buffer_size
         peer = raw.get_extra_info("peername")
         if peer:
@@ -104,11 +108,22 @@ class ClientConnection(WSListener):
     # -- sending ----------------------------------------------------------------------------
 
     def push(self, frame: bytes) -> None:
-        """Writes a ready WebSocket frame; a client too slow to drain its buffer is dropped
-        rather than allowed to hold the gateway's memory."""
+        """Queues a ready WebSocket frame for this loop turn's flush."""
         if self.closed:
             return
-        self._write(frame)
+        if not self.pending:
+            self._gateway._mark_dirty(self)
+        self.pending.append(frame)
+
+    def flush(self) -> None:
+        """Writes the queued frames; a client too slow to drain its buffer is dropped rather
+        than allowed to hold the gateway's memory."""
+        if not self.pending:
+            return
+        frames, self.pending = self.pending, []
+        if self.closed:
+            return
+        self._writelines(frames)
         if self._buffer_size() > self._gateway.config.max_send_buffer_bytes:
             log.warning(
                 "%r dropped: send buffer over %d bytes", self, self._gateway.config.max_send_buffer_bytes
@@ -119,12 +134,14 @@ class ClientConnection(WSListener):
             self.transport.disconnect(graceful=False)
 
     def send_message(self, message: dict[str, Any]) -> None:
+        self.flush()
         if not self.closed and self.transport is not None:
             self.transport.send(WSMsgType.TEXT, _encode(message))
 
     def close(self, code: WSCloseCode = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
         if self.closed or self.transport is None:
             return
+        self.flush()
         self.closed = True
         self.transport.send_close(code, reason.encode())
         self.transport.disconnect()
