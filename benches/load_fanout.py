@@ -258,7 +258,8 @@ async def main(args: argparse.Namespace) -> None:
     base = next((r for r in rows if r["gateway"] == "tickgate"), None)
     print(
         f"\n{args.clients} clients x {args.symbols_per_client} symbols x (quote, tick) "
-        f"from {args.symbol_pool}, rate {args.rate}/s per symbol and type, {args.duration}s; expected {expected:,.0f} msgs/s"
+        f"from {args.symbol_pool}, rate {args.rate}/s per symbol and type, {args.duration}s; "
+        f"expected {expected:,.0f} msgs/s"
     )
     print(
         f"{'gateway':<15}{'clients':>8}{'msgs/s':>10}{'deliv%':>8}{'cpu s':>8}{'cpu us/msg':>12}"
