@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--token", action="append", help="accepted token (repeatable; default: any non-empty)")
     sim.add_argument("--max-subscriptions", type=int, default=1000)
-    sim.add_argument("--symbol-style", choices=["dot", "dollar"], default="dot",
-                     help="symbols in pushes as AAPL.US (older iTick docs) or AAPL$US")
+    sim.add_argument(
+        "--symbol-style",
+        choices=["dot", "dollar"],
+        default="dot",
+        help="symbols in pushes as AAPL.US (older iTick docs) or AAPL$US",
+    )
     sim.add_argument("--log-level", default="INFO")
     return p
 
