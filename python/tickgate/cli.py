@@ -70,7 +70,6 @@ async def _serve(config_path: str | None, flags: dict[str, object], stop: asynci
     from tickgate.gateway import Gateway
 
     config = load_config(config_path, overrides=flags)
-    logging.getLogger().setLevel(config.log_level)
     gateway = Gateway(config)
     await gateway.start()
     print(f"tickgate serving on {gateway.url}", flush=True)
@@ -102,10 +101,15 @@ async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
     await sim.stop()
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # picows logs every connection at INFO; at 100k clients that is noise, not information.
+    if level != "DEBUG":
+        logging.getLogger("picows").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = getattr(args, "log_level", None) or "INFO"
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "serve":
             flags = {
@@ -115,9 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "upstream_token": args.upstream_token,
                 "log_level": args.log_level,
             }
-            load_config(args.config, overrides=flags)  # fail fast, before the loop starts
+            config = load_config(args.config, overrides=flags)  # fail fast, before the loop starts
+            _configure_logging(config.log_level)
             _run(lambda stop: _serve(args.config, flags, stop))
         else:
+            level = str(args.log_level).upper()
+            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise ConfigError(
+                    f"--log-level must be DEBUG, INFO, WARNING or ERROR (got {args.log_level!r})"
+                )
+            _configure_logging(level)
             _run(lambda stop: _simulate(args, stop))
     except ConfigError as e:
         print(f"tickgate: configuration error: {e}", file=sys.stderr)

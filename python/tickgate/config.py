@@ -42,6 +42,7 @@ class GatewayConfig:
     upstream_ping_interval: float = 30.0
     upstream_pong_timeout: float = 10.0
     upstream_idle_timeout: float = 60.0
+    upstream_data_timeout: float = 300.0
     upstream_connect_timeout: float = 10.0
     upstream_backoff_initial: float = 0.5
     upstream_backoff_max: float = 30.0
@@ -50,6 +51,8 @@ class GatewayConfig:
     max_message_bytes: int = 64 * 1024
     max_channels_per_connection: int = 2000
     max_send_buffer_bytes: int = 8 * 1024 * 1024
+    client_ping_interval: float = 30.0
+    client_pong_timeout: float = 15.0
     # Embedded simulator (used only when upstream_url is unset)
     simulator_rate: float = 2.0
     simulator_seed: int = 1
@@ -59,6 +62,9 @@ class GatewayConfig:
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{f.name} must not be negative (got {value})")
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0 (got {getattr(self, name)})")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535 (got {self.port})")
         if self.upstream_subscribe_chunk < 1:
@@ -76,6 +82,17 @@ class GatewayConfig:
         return dataclasses.replace(self, **changes)
 
 
+_POSITIVE = (
+    "upstream_ping_interval",
+    "upstream_pong_timeout",
+    "upstream_idle_timeout",
+    "upstream_connect_timeout",
+    "max_message_bytes",
+    "max_channels_per_connection",
+    "max_send_buffer_bytes",
+    "client_ping_interval",
+    "client_pong_timeout",
+)
 _HINTS = get_type_hints(GatewayConfig)
 NAMES = tuple(f.name for f in fields(GatewayConfig))
 
@@ -106,7 +123,11 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             return float(raw)
         if not isinstance(raw, str):
             raise ValueError
-        return raw if raw != "" or not optional else None
+        if raw == "":
+            # An empty value (an unset variable in a compose file, say) must not silently
+            # mean "default": for upstream_url that would start the simulator's fake prices.
+            raise ConfigError(f"{source}: {name} is empty")
+        return raw
     except ConfigError:
         raise
     except (TypeError, ValueError):

@@ -13,7 +13,6 @@ frames through the same path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from typing import Any
@@ -59,6 +58,14 @@ class Gateway:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # Whatever did start (simulator, upstream task) must not outlive a failed start.
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
         url, token = cfg.upstream_url, cfg.upstream_token
         if cfg.embedded_upstream:
@@ -75,6 +82,7 @@ class Gateway:
             ping_interval=cfg.upstream_ping_interval,
             pong_timeout=cfg.upstream_pong_timeout,
             idle_timeout=cfg.upstream_idle_timeout,
+            data_timeout=cfg.upstream_data_timeout,
             connect_timeout=cfg.upstream_connect_timeout,
             backoff_initial=cfg.upstream_backoff_initial,
             backoff_max=cfg.upstream_backoff_max,
@@ -91,8 +99,14 @@ class Gateway:
             cfg.port,
             max_frame_size=cfg.max_message_bytes,
             logger_name="tickgate.ws",
+            # Finds half-open clients that send nothing: their sockets and subscriptions are freed.
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=cfg.client_ping_interval,
+            auto_ping_reply_timeout=cfg.client_pong_timeout,
         )
-        logging.getLogger("picows.tickgate.ws").setLevel(logging.WARNING)
+        ws_log = logging.getLogger("picows.tickgate.ws")
+        if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
+            ws_log.setLevel(logging.WARNING)
         log.info("tickgate listening on %s (upstream %s)", self.url, url)
 
     async def _start_simulator(self) -> tuple[str, str]:
@@ -123,8 +137,10 @@ class Gateway:
             await self.upstream.stop()
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE_S)
+            except TimeoutError:
+                self._server.abort_clients()
         if self.simulator is not None:
             await self.simulator.stop()
         log.info("tickgate stopped")
@@ -170,7 +186,12 @@ class Gateway:
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
-            conn.flush()
+            try:
+                conn.flush()
+            except Exception:
+                # One broken connection must not keep the others' frames queued.
+                log.exception("flush to %r failed; dropping it", conn)
+                conn.abort()
 
     def feed(self, frame: bytes | str) -> int:
         """Pushes one provider (iTick-protocol) frame through the core and the fan-out, for
@@ -194,6 +215,10 @@ class Gateway:
         self.commands.handle(conn, payload)
 
     def _on_client_disconnected(self, conn: ClientConnection) -> None:
+        self._release_client(conn)
+
+    def _release_client(self, conn: ClientConnection) -> None:
+        """Forgets a client and its subscriptions; safe to call more than once."""
         self._connections.discard(conn)
         if self.pool is not None:
             self.pool.remove(conn)

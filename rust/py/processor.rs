@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
 use super::errors::to_pyerr;
+use crate::error::{CoreError, ErrorCode};
 use super::update::{PyControlEvent, PyFrameError, PyUpdate};
 use crate::model::parse_channel;
 use crate::providers::Provider;
@@ -41,12 +42,16 @@ impl FrameBytes<'_> {
         Ok(FrameBytes::Owned(buf.to_vec(obj.py())?))
     }
 
-    fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
-        Ok(match self {
-            FrameBytes::Bytes(b) => f(b.as_bytes()),
-            FrameBytes::Str(s) => f(s.to_str()?.as_bytes()),
-            FrameBytes::Owned(v) => f(v),
-        })
+    /// The frame's bytes; text that cannot be UTF-8 (lone surrogates) is a bad frame.
+    fn bytes(&self) -> Result<&[u8], CoreError> {
+        match self {
+            FrameBytes::Bytes(b) => Ok(b.as_bytes()),
+            FrameBytes::Str(s) => s
+                .to_str()
+                .map(str::as_bytes)
+                .map_err(|_| CoreError::new(ErrorCode::InvalidJson, "frame text is not valid UTF-8")),
+            FrameBytes::Owned(v) => Ok(v),
+        }
     }
 }
 
@@ -90,10 +95,9 @@ impl PyFeedProcessor {
         recv_time_ms: Option<i64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
-        let bytes = FrameBytes::extract(frame)?;
-        let inner = &mut self.inner;
-        let events = &mut self.events;
-        bytes.with(|b| inner.process(b, recv, events))?.map_err(|e| to_pyerr(py, e))?;
+        let frame = FrameBytes::extract(frame)?;
+        let bytes = frame.bytes().map_err(|e| to_pyerr(py, e))?;
+        self.inner.process(bytes, recv, &mut self.events).map_err(|e| to_pyerr(py, e))?;
         let out = PyList::empty(py);
         self.drain_into(py, &out)?;
         Ok(out)
@@ -110,11 +114,14 @@ impl PyFeedProcessor {
     ) -> PyResult<Bound<'py, PyList>> {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
         let out = PyList::empty(py);
-        for (index, frame) in frames.try_iter()?.enumerate() {
-            let bytes = FrameBytes::extract(&frame?)?;
-            let inner = &mut self.inner;
-            let events = &mut self.events;
-            match bytes.with(|b| inner.process(b, recv, events))? {
+        for (index, item) in frames.try_iter()?.enumerate() {
+            // Every per-frame problem, a wrong type included, stays with that frame: the
+            // updates already sequenced in this batch must reach the caller.
+            let result = match FrameBytes::extract(&item?) {
+                Ok(frame) => frame.bytes().and_then(|b| self.inner.process(b, recv, &mut self.events)),
+                Err(e) => Err(CoreError::new(ErrorCode::InvalidFrame, e.to_string())),
+            };
+            match result {
                 Ok(()) => self.drain_into(py, &out)?,
                 Err(e) => out.append(PyFrameError { index, code: e.code.as_str(), message: e.message })?,
             }

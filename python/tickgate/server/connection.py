@@ -9,6 +9,7 @@ commands flush the queue first, so a reply never overtakes a push sent before it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ _encode = msgspec.json.Encoder().encode
 
 CLOSE_TOO_BIG = WSCloseCode(1009)
 CLOSE_POLICY = WSCloseCode(1008)
+#: How long a closing client may take to drain what was queued for it.
+CLOSE_GRACE_S = 2.0
 
 
 class ClientConnection(WSListener):
@@ -116,32 +119,49 @@ class ClientConnection(WSListener):
         self.pending.append(frame)
 
     def flush(self) -> None:
-        """Writes the queued frames; a client too slow to drain its buffer is dropped rather
-        than allowed to hold the gateway's memory."""
+        """Writes the queued frames with one syscall."""
         if not self.pending:
             return
         frames, self.pending = self.pending, []
-        if self.closed:
+        if self.closed or self.transport is None or self.transport.is_close_frame_sent:
             return
         self._writelines(frames)
-        if self._buffer_size() > self._gateway.config.max_send_buffer_bytes:
-            log.warning(
-                "%r dropped: send buffer over %d bytes", self, self._gateway.config.max_send_buffer_bytes
-            )
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """Drops a client whose unsent data passed the limit, whatever filled it (pushes, or
+        replies to requests it keeps sending without reading)."""
+        limit = self._gateway.config.max_send_buffer_bytes
+        if self._buffer_size() > limit:
+            log.warning("%r dropped: send buffer over %d bytes", self, limit)
             self._gateway.slow_consumers_dropped += 1
-            self.closed = True
-            assert self.transport is not None
+            self.abort()
+
+    def abort(self) -> None:
+        """Drops the connection now, discarding unsent data, and releases its subscriptions."""
+        self.closed = True
+        self.pending = []
+        if self.transport is not None:
             self.transport.disconnect(graceful=False)
+        self._gateway._release_client(self)
 
     def send_message(self, message: dict[str, Any]) -> None:
         self.flush()
         if not self.closed and self.transport is not None:
             self.transport.send(WSMsgType.TEXT, _encode(message))
+            self._check_backlog()
 
     def close(self, code: WSCloseCode = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
+        """Sends a close frame and lets the client go. Its subscriptions are released at once;
+        a client that does not drain what is queued within the grace period is aborted, so
+        a peer that stops reading cannot hold the connection open."""
         if self.closed or self.transport is None:
             return
         self.flush()
         self.closed = True
-        self.transport.send_close(code, reason.encode())
-        self.transport.disconnect()
+        transport = self.transport
+        transport.send_close(code, reason.encode())
+        transport.disconnect()
+        self._gateway._release_client(self)
+        if self._buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.disconnect, False)

@@ -36,9 +36,12 @@ class ProtocolError(Exception):
         self.msg = msg
 
 
-def error_message(code: ErrorCode, msg: str, request_id: Any = None, **extra: Any) -> dict[str, Any]:
+_NO_ID = object()
+
+
+def error_message(code: ErrorCode, msg: str, request_id: Any = _NO_ID, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "error", "code": code.value, "msg": msg, **extra}
-    if request_id is not None:
+    if request_id is not _NO_ID:
         out["id"] = request_id
     return out
 
@@ -102,7 +105,7 @@ class CommandHandler:
         self.errors_sent = 0
 
     def handle(self, conn: ClientConnection, payload: bytes) -> None:
-        request_id = None
+        request_id: Any = _NO_ID
         try:
             try:
                 message = self._decoder.decode(payload)
@@ -110,7 +113,7 @@ class CommandHandler:
                 raise ProtocolError(ErrorCode.INVALID_JSON, INVALID_JSON_MSG) from None
             if not isinstance(message, dict):
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request must be a JSON object")
-            request_id = message.get("id")
+            request_id = message.get("id", _NO_ID)
             action = message.get("action")
             if not isinstance(action, str):
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, '"action" is required and must be a string')
@@ -133,7 +136,7 @@ class CommandHandler:
                 error_message(ErrorCode.INTERNAL, "internal error; request not applied", request_id)
             )
             return
-        if request_id is not None:
+        if request_id is not _NO_ID:
             reply["id"] = request_id
         conn.send_message(reply)
 
@@ -171,7 +174,8 @@ class CommandHandler:
             channels = [c for c in held if split_channel(c)[0] in wanted]
         else:
             types = _types(raw_types)
-            channels = [c for c in (make_channel(s, t) for s in symbols for t in types) if c in set(held)]
+            held_set = set(held)
+            channels = [c for c in (make_channel(s, t) for s in symbols for t in types) if c in held_set]
         self._pool.unsubscribe(conn, channels)
         return {
             "type": "success",

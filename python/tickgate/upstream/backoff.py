@@ -24,7 +24,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         cap = min(self.maximum, self.initial * self.factor**self.attempt)
-        self.attempt += 1
+        if cap < self.maximum:  # stop growing once capped: factor**attempt would overflow
+            self.attempt += 1
         # Never below the initial delay's tenth: a zero delay would busy-loop on a dead host.
         return max(self.initial / 10, self._rng.uniform(0, cap))
 

@@ -31,10 +31,12 @@ STABLE_AFTER_S = 10.0
 
 
 class _Listener(WSListener):
-    """picows callbacks, forwarded to the adapter; holds no state of its own."""
+    """picows callbacks, forwarded to the adapter; reassembles fragmented messages."""
 
     def __init__(self, adapter: ItickAdapter) -> None:
         self._adapter = adapter
+        self._fragments: list[bytes] | None = None
+        self._fragments_size = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._adapter._on_connected(transport)
@@ -42,7 +44,23 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            self._adapter._on_frame(frame.get_payload_as_bytes())
+            if frame.fin:
+                self._adapter._on_frame(frame.get_payload_as_bytes())
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+                self._fragments_size = len(self._fragments[0])
+        elif kind is WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                return
+            part = frame.get_payload_as_bytes()
+            self._fragments.append(part)
+            self._fragments_size += len(part)
+            if self._fragments_size > self._adapter.max_message_bytes:
+                self._fragments = None
+                self._adapter._refuse_oversize()
+            elif frame.fin:
+                payload, self._fragments = b"".join(self._fragments), None
+                self._adapter._on_frame(payload)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             log.info("provider closed the connection: %s %s", code, frame.get_close_message())
@@ -72,6 +90,7 @@ class ItickAdapter:
         ping_interval: float = 30.0,
         pong_timeout: float = 10.0,
         idle_timeout: float = 60.0,
+        data_timeout: float = 300.0,
         connect_timeout: float = 10.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -88,10 +107,12 @@ class ItickAdapter:
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
         self._idle_timeout = idle_timeout
+        self._data_timeout = data_timeout
         self._connect_timeout = connect_timeout
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._chunk = subscribe_chunk
         self._max_frame_bytes = max_frame_bytes
+        self.max_message_bytes = max_frame_bytes
 
         self._state = UpstreamState.IDLE
         self._wanted: set[str] = set()
@@ -102,6 +123,7 @@ class ItickAdapter:
         self._task: asyncio.Task[None] | None = None
         self._ready_at = 0.0
         self._last_rx = 0.0
+        self._last_data = 0.0
         self._last_ping = 0.0
         self._pong_due: float | None = None
         self.reconnects = 0
@@ -176,29 +198,40 @@ class ItickAdapter:
 
     async def _run(self) -> None:
         while self._state is not UpstreamState.CLOSED:
-            self._state = UpstreamState.CONNECTING
             try:
-                await self._connect_and_serve()
+                await self._attempt()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # any failure is a reason to reconnect, never to stop
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.warning("upstream %s: %s", self.url, self.last_error)
-            finally:
-                self._transport = None
-                self._pending.clear()
-                self._pong_due = None
-                self.ready_event.clear()
-            if self._state is UpstreamState.CLOSED:
-                break
-            if self._ready_at and time.monotonic() - self._ready_at >= STABLE_AFTER_S:
-                self._backoff.reset()
-            self._ready_at = 0.0
-            self._state = UpstreamState.BACKOFF
-            self.reconnects += 1
-            delay = self._backoff.next_delay()
-            log.info("upstream reconnect #%d in %.2fs", self.reconnects, delay)
-            await asyncio.sleep(delay)
+            except Exception:
+                # The loop is the gateway's only way back to the provider: it must not die.
+                log.exception("upstream loop error; retrying")
+                await asyncio.sleep(self._backoff.maximum)
+
+    async def _attempt(self) -> None:
+        """One connection's life, then the backoff before the next."""
+        self._state = UpstreamState.CONNECTING
+        try:
+            await self._connect_and_serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # any failure is a reason to reconnect, never to stop
+            self.last_error = f"{type(e).__name__}: {e}".rstrip(": ")
+            log.warning("upstream %s: %s", self.url, self.last_error)
+        finally:
+            self._transport = None
+            self._pending.clear()
+            self._pong_due = None
+            self.ready_event.clear()
+        if self._state is UpstreamState.CLOSED:
+            return
+        if self._ready_at and time.monotonic() - self._ready_at >= STABLE_AFTER_S:
+            self._backoff.reset()
+        self._ready_at = 0.0
+        self._state = UpstreamState.BACKOFF
+        self.reconnects += 1
+        delay = self._backoff.next_delay()
+        log.info("upstream reconnect #%d in %.2fs", self.reconnects, delay)
+        await asyncio.sleep(delay)
 
     async def _connect_and_serve(self) -> None:
         url, headers = self.url, {}
@@ -206,15 +239,20 @@ class ItickAdapter:
             headers["token"] = self._token
         elif self._auth == "query":
             url += ("&" if "?" in url else "?") + "token=" + quote(self._token, safe="")
-        transport, _ = await ws_connect(
-            lambda: _Listener(self),
-            url,
-            extra_headers=headers,
-            websocket_handshake_timeout=self._connect_timeout,
-            max_frame_size=self._max_frame_bytes,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=self._ping_interval,
-            auto_ping_reply_timeout=min(self._pong_timeout, self._ping_interval),
+        # The handshake timeout starts only once TCP is up; the outer bound covers the TCP
+        # connect and TLS too (a host that drops SYNs would otherwise hold us ~2 minutes).
+        transport, _ = await asyncio.wait_for(
+            ws_connect(
+                lambda: _Listener(self),
+                url,
+                extra_headers=headers,
+                websocket_handshake_timeout=self._connect_timeout,
+                max_frame_size=self._max_frame_bytes,
+                enable_auto_ping=True,
+                auto_ping_idle_timeout=self._ping_interval,
+                auto_ping_reply_timeout=min(self._pong_timeout, self._ping_interval),
+            ),
+            self._connect_timeout,
         )
         self._kill_reason = ""
         watchdog = asyncio.create_task(self._watchdog(transport))
@@ -237,7 +275,11 @@ class ItickAdapter:
                 self._kill(transport, f"no pong within {self._pong_timeout:.1f}s")
                 return
             if now - self._last_rx > self._idle_timeout:
-                self._kill(transport, f"no data for {self._idle_timeout:.1f}s")
+                self._kill(transport, f"nothing received for {self._idle_timeout:.1f}s")
+                return
+            # Pongs keep the line alive, so a feed can answer pings yet deliver nothing.
+            if self._wanted and now - self._last_data > self._data_timeout:
+                self._kill(transport, f"no market data for {self._data_timeout:.1f}s")
                 return
             if self._state is UpstreamState.READY and now - self._last_ping >= self._ping_interval:
                 self._last_ping = now
@@ -254,7 +296,7 @@ class ItickAdapter:
     def _on_connected(self, transport: WSTransport) -> None:
         self._transport = transport
         self._state = UpstreamState.AUTHENTICATING
-        self._last_rx = self._last_ping = time.monotonic()
+        self._last_rx = self._last_ping = self._last_data = time.monotonic()
         if self._auth == "message":
             self._send({"ac": "auth", "params": self._token})
 
@@ -270,10 +312,19 @@ class ItickAdapter:
                 log.warning("upstream frame refused (%s, %d so far): %s", e.code, self.decode_errors, e)
             return
         for event in events:
-            if type(event) is Update:
-                self._on_update(event)
-            else:
-                self._on_control(event)  # type: ignore[arg-type]
+            # An exception escaping here would make picows drop the provider link for everyone.
+            try:
+                if type(event) is Update:
+                    self._last_data = self._last_rx
+                    self._on_update(event)
+                else:
+                    self._on_control(event)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("handling upstream event %r failed", event)
+
+    def _refuse_oversize(self) -> None:
+        self.decode_errors += 1
+        log.warning("upstream message over %d bytes dropped", self.max_message_bytes)
 
     def _on_control(self, event: ControlEvent) -> None:
         kind = event.kind
@@ -291,7 +342,10 @@ class ItickAdapter:
         elif kind == "subscribe":
             channels = self._pending.popleft() if self._pending else []
             if not event.ok:
-                refused = [c for c in channels if c in self._wanted]
+                # A channel that a later, still unanswered subscribe also carries belongs to
+                # that request now (it was dropped and asked for again in between).
+                later = {c for batch in self._pending for c in batch}
+                refused = [c for c in channels if c in self._wanted and c not in later]
                 self._wanted.difference_update(refused)
                 self.last_error = f"subscribe refused: {event.message}"
                 log.warning("upstream refused %d channels: %s", len(refused), event.message)
