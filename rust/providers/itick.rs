@@ -1,9 +1,11 @@
 //! iTick WebSocket frames (see docs/providers.md): greeting, auth, subscribe and pong replies,
 //! and market pushes for tick, quote, depth and both kline forms.
 //!
-//! One `serde` pass reads every field any frame may carry; classification then looks at
-//! which fields are present. Symbols are canonicalized into a caller-owned buffer so a
-//! steady stream of known symbols decodes without allocating.
+//! One parsing pass reads every field any frame may carry into `Frame`; classification then
+//! looks at which fields are present. The pass is a hand-written scanner (`scan`) for the
+//! frames iTick actually sends, and `serde_json` for anything the scanner declines, so odd
+//! input keeps serde's exact errors. Symbols are canonicalized into a caller-owned buffer so
+//! a steady stream of known symbols decodes without allocating.
 
 use std::borrow::Cow;
 
@@ -17,8 +19,10 @@ use crate::model::{
     Depth, DepthLevel, Direction, Kind, Kline, Payload, Quote, Session, Tick, TradingStatus,
 };
 
-#[derive(Deserialize)]
-struct Frame<'a> {
+/// Everything a frame may carry. `L` is how a depth side arrives: serde collects raw
+/// `Level`s; the scanner converts levels as it reads them (`scan::Side`).
+#[derive(Deserialize, Default)]
+struct Frame<'a, L = Vec<Level>> {
     #[serde(default)]
     code: Option<Num>,
     #[serde(rename = "resAc", borrow, default)]
@@ -26,11 +30,11 @@ struct Frame<'a> {
     #[serde(borrow, default)]
     msg: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    data: Option<Data<'a>>,
+    data: Option<Data<'a, L>>,
 }
 
 #[derive(Deserialize, Default)]
-struct Data<'a> {
+struct Data<'a, L = Vec<Level>> {
     #[serde(borrow, default)]
     s: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -67,16 +71,16 @@ struct Data<'a> {
     #[serde(default)]
     te: Option<Num>,
     #[serde(default)]
-    a: Option<Vec<Level>>,
+    a: Option<L>,
     #[serde(default)]
-    b: Option<Vec<Level>>,
+    b: Option<L>,
     #[serde(default)]
-    k: Option<Box<Bar>>,
+    k: Option<Bar>,
     #[serde(borrow, default)]
     params: Option<Text<'a>>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, Default)]
 struct Level {
     #[serde(default)]
     po: Option<Num>,
@@ -88,7 +92,7 @@ struct Level {
     o: Option<Num>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, Default)]
 struct Bar {
     #[serde(default)]
     o: Option<Num>,
@@ -107,18 +111,33 @@ struct Bar {
 }
 
 /// What one iTick frame decodes to. For `Market`, the canonical symbol is in `symbol_out`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ItickFrame {
     Control(Control),
     Market(Observation),
 }
 
 pub fn decode(frame: &[u8], symbol_out: &mut String) -> CoreResult<ItickFrame> {
-    let parsed: Frame = serde_json::from_slice(frame).map_err(json_error)?;
+    let mut parsed = Frame::default();
+    match scan::frame(frame, &mut parsed) {
+        Some(()) => classify(&mut parsed, symbol_out),
+        None => decode_serde(frame, symbol_out),
+    }
+}
+
+/// The reference decoder: also the fallback for every frame the scanner declines.
+fn decode_serde(frame: &[u8], symbol_out: &mut String) -> CoreResult<ItickFrame> {
+    let mut parsed: Frame = serde_json::from_slice(frame).map_err(json_error)?;
+    classify(&mut parsed, symbol_out)
+}
+
+/// Works in place (taking what it keeps) because `Frame` is large enough that moves show.
+fn classify<L: DepthSide>(parsed: &mut Frame<'_, L>, symbol_out: &mut String) -> CoreResult<ItickFrame> {
     let ok = parsed.code.is_some_and(|c| c.0 == 1.0);
     let message = parsed.msg.as_deref().unwrap_or("").to_owned();
 
     if let Some(action) = parsed.res_ac.as_deref() {
-        let params = parsed.data.and_then(|d| d.params).map(|t| t.0.into_owned());
+        let params = parsed.data.as_mut().and_then(|d| d.params.take()).map(|t| t.0.into_owned());
         let kind = match action.to_ascii_lowercase().as_str() {
             "auth" => ControlKind::Auth,
             "subscribe" => ControlKind::Subscribe,
@@ -130,8 +149,8 @@ pub fn decode(frame: &[u8], symbol_out: &mut String) -> CoreResult<ItickFrame> {
         return Ok(ItickFrame::Control(Control { kind, ok, message, params, action: action.to_owned() }));
     }
 
-    match parsed.data {
-        Some(data) if data.k.is_some() || data.kind.is_some() => market(&data, symbol_out).map(ItickFrame::Market),
+    match &mut parsed.data {
+        Some(data) if data.k.is_some() || data.kind.is_some() => market(data, symbol_out).map(ItickFrame::Market),
         Some(_) => Err(CoreError::new(ErrorCode::InvalidFrame, "market data without \"type\"")),
         None if parsed.code.is_none() && parsed.msg.is_none() => {
             Err(CoreError::new(ErrorCode::InvalidFrame, "frame has none of code, msg, resAc, data"))
@@ -144,7 +163,7 @@ pub fn decode(frame: &[u8], symbol_out: &mut String) -> CoreResult<ItickFrame> {
     }
 }
 
-fn market(data: &Data, symbol_out: &mut String) -> CoreResult<Observation> {
+fn market<L: DepthSide>(data: &mut Data<'_, L>, symbol_out: &mut String) -> CoreResult<Observation> {
     let Some(s) = data.s.as_deref() else {
         return Err(CoreError::new(ErrorCode::InvalidField, "market data without field \"s\""));
     };
@@ -153,7 +172,7 @@ fn market(data: &Data, symbol_out: &mut String) -> CoreResult<Observation> {
         _ => canonicalize_into(s, symbol_out)?,
     }
 
-    if let Some(bar) = data.k.as_deref() {
+    if let Some(bar) = data.k {
         // Nested form: the outer `t` is the period code, the bar (with its own `t`) is in `k`.
         let period = small_code(data.t).unwrap_or(-1);
         let Kind::Kline(period) = Kind::from_period(period)? else { unreachable!() };
@@ -207,8 +226,8 @@ fn market(data: &Data, symbol_out: &mut String) -> CoreResult<Observation> {
             Ok(Observation {
                 event_time_ms: epoch_ms(data.t, "t")?,
                 payload: Payload::Depth(Depth {
-                    asks: levels(data.a.as_deref().unwrap_or_default(), "a")?,
-                    bids: levels(data.b.as_deref().unwrap_or_default(), "b")?,
+                    asks: data.a.take().map_or(Ok(Vec::new()), |a| a.into_levels("a"))?,
+                    bids: data.b.take().map_or(Ok(Vec::new()), |b| b.into_levels("b"))?,
                 }),
             })
         }
@@ -247,21 +266,32 @@ fn kline(
 /// Bounds a depth side: real books send 5-20 levels; a provider sending thousands is broken.
 const MAX_DEPTH_LEVELS: usize = 400;
 
-fn levels(raw: &[Level], side: &str) -> CoreResult<Vec<DepthLevel>> {
-    if raw.len() > MAX_DEPTH_LEVELS {
-        return Err(CoreError::new(ErrorCode::InvalidField, format!("depth side {side:?} has over {MAX_DEPTH_LEVELS} levels")));
+/// A depth side as one parser delivers it, turned into levels only if the frame is depth.
+trait DepthSide {
+    fn into_levels(self, side: &str) -> CoreResult<Vec<DepthLevel>>;
+}
+
+impl DepthSide for Vec<Level> {
+    fn into_levels(self, side: &str) -> CoreResult<Vec<DepthLevel>> {
+        if self.len() > MAX_DEPTH_LEVELS {
+            return Err(too_many_levels(side));
+        }
+        self.iter().enumerate().map(|(i, lv)| level(i, lv)).collect()
     }
-    raw.iter()
-        .enumerate()
-        .map(|(i, lv)| {
-            Ok(DepthLevel {
-                position: small_code(lv.po).filter(|p| (0..=u32::MAX as i64).contains(p)).unwrap_or(i as i64 + 1) as u32,
-                price: required(lv.p, "depth level", "p")?,
-                volume: optional(lv.v, "v")?.unwrap_or(0.0),
-                orders: optional(lv.o, "o")?,
-            })
-        })
-        .collect()
+}
+
+fn too_many_levels(side: &str) -> CoreError {
+    CoreError::new(ErrorCode::InvalidField, format!("depth side {side:?} has over {MAX_DEPTH_LEVELS} levels"))
+}
+
+/// The `i`th (0-based) level of a side.
+fn level(i: usize, lv: &Level) -> CoreResult<DepthLevel> {
+    Ok(DepthLevel {
+        position: small_code(lv.po).filter(|p| (0..=u32::MAX as i64).contains(p)).unwrap_or(i as i64 + 1) as u32,
+        price: required(lv.p, "depth level", "p")?,
+        volume: optional(lv.v, "v")?.unwrap_or(0.0),
+        orders: optional(lv.o, "o")?,
+    })
 }
 
 fn status(v: Option<Num>) -> Option<TradingStatus> {
@@ -277,6 +307,9 @@ fn json_error(e: serde_json::Error) -> CoreError {
         Category::Data => CoreError::new(ErrorCode::InvalidFrame, format!("unexpected frame shape: {e}")),
     }
 }
+
+#[path = "itick_scan.rs"]
+mod scan;
 
 #[cfg(test)]
 #[path = "itick_tests.rs"]
