@@ -66,24 +66,21 @@ def _string_list(message: dict[str, Any], key: str, *, required: bool) -> list[s
     return value
 
 
+def _canonical(raw: list[str], normalize: Callable[[str], str], code: ErrorCode) -> list[str]:
+    """Canonical spellings, duplicates removed, first occurrence kept; the core's error
+    becomes a protocol error with ``code``."""
+    try:
+        return list(dict.fromkeys(normalize(item) for item in raw))
+    except DecodeError as e:
+        raise ProtocolError(code, str(e)) from None
+
+
 def _symbols(raw: list[str]) -> list[str]:
-    out = []
-    for s in raw:
-        try:
-            out.append(normalize_symbol(s))
-        except DecodeError as e:
-            raise ProtocolError(ErrorCode.INVALID_SYMBOL, str(e)) from None
-    return list(dict.fromkeys(out))
+    return _canonical(raw, normalize_symbol, ErrorCode.INVALID_SYMBOL)
 
 
 def _types(raw: list[str]) -> list[str]:
-    out = []
-    for t in raw:
-        try:
-            out.append(normalize_type(t))
-        except DecodeError as e:
-            raise ProtocolError(ErrorCode.INVALID_TYPE, str(e)) from None
-    return list(dict.fromkeys(out))
+    return _canonical(raw, normalize_type, ErrorCode.INVALID_TYPE)
 
 
 def describe(channels: list[str]) -> dict[str, list[str]]:
