@@ -131,7 +131,8 @@ impl JsonWriter {
         } else if v.fract() == 0.0 && v.abs() < 1e15 {
             self.int(v as i64);
         } else {
-            self.0.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+            self.0
+                .extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
         }
     }
 
@@ -159,7 +160,17 @@ mod tests {
     #[test]
     fn numbers_print_like_javascript() {
         let mut w = JsonWriter(Vec::new());
-        for v in [16742235.0, 225.215, -1.055, 0.0, -0.0, 1e-7, 3774688301.452, 1e20, f64::NAN] {
+        for v in [
+            16742235.0,
+            225.215,
+            -1.055,
+            0.0,
+            -0.0,
+            1e-7,
+            3774688301.452,
+            1e20,
+            f64::NAN,
+        ] {
             w.num(v);
             w.raw(" ");
         }

@@ -12,7 +12,8 @@ pub mod pb {
 
 /// The compiled schema (a `FileDescriptorSet`), so clients can build message classes from
 /// exactly what the core encodes with.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tickgate_v1_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tickgate_v1_descriptor.bin"));
 
 pub fn to_message(u: &MarketUpdate) -> pb::Update {
     use pb::update::Data;
@@ -40,7 +41,10 @@ pub fn to_message(u: &MarketUpdate) -> pb::Update {
             turnover: q.turnover,
             status: q.status as i32,
         }),
-        Payload::Depth(d) => Data::Depth(pb::Depth { asks: levels(&d.asks), bids: levels(&d.bids) }),
+        Payload::Depth(d) => Data::Depth(pb::Depth {
+            asks: levels(&d.asks),
+            bids: levels(&d.bids),
+        }),
         Payload::Kline(k) => Data::Kline(pb::Kline {
             period: k.period as u32,
             open_time_ms: k.open_time_ms,
@@ -66,7 +70,12 @@ pub fn to_message(u: &MarketUpdate) -> pb::Update {
 fn levels(levels: &[DepthLevel]) -> Vec<pb::DepthLevel> {
     levels
         .iter()
-        .map(|l| pb::DepthLevel { position: l.position, price: l.price, volume: l.volume, orders: l.orders })
+        .map(|l| pb::DepthLevel {
+            position: l.position,
+            price: l.price,
+            volume: l.volume,
+            orders: l.orders,
+        })
         .collect()
 }
 

@@ -98,7 +98,11 @@ mod tests {
             let mut buf = Framed::buffer(len);
             buf.extend_from_slice(&payload);
             let sealed = Framed::seal(buf, Opcode::Binary);
-            assert_eq!(sealed.frame(), frame(Opcode::Binary, &payload).as_slice(), "{len}");
+            assert_eq!(
+                sealed.frame(),
+                frame(Opcode::Binary, &payload).as_slice(),
+                "{len}"
+            );
             assert_eq!(sealed.payload(), payload.as_slice());
         }
     }

@@ -45,13 +45,19 @@ impl SubscriptionIndex {
     /// Adds `conn` to `channel`. `None` if it was already there.
     pub fn subscribe(&mut self, conn: ConnId, channel: &str) -> Option<Change> {
         let id = self.intern(channel);
-        let slot = self.slots[id as usize].as_mut().expect("interned channel has a slot");
+        let slot = self.slots[id as usize]
+            .as_mut()
+            .expect("interned channel has a slot");
         if !slot.receivers.insert(conn) {
             return None;
         }
         self.by_conn.entry(conn).or_default().insert(id);
         self.pairs += 1;
-        Some(Change { channel: id, name: slot.name.clone(), edge: slot.receivers.len() == 1 })
+        Some(Change {
+            channel: id,
+            name: slot.name.clone(),
+            edge: slot.receivers.len() == 1,
+        })
     }
 
     /// Removes `conn` from `channel`. `None` if it was not there.
@@ -69,7 +75,9 @@ impl SubscriptionIndex {
 
     /// Removes `conn` from every channel (a disconnect).
     pub fn remove_connection(&mut self, conn: ConnId) -> Vec<Change> {
-        let Some(ids) = self.by_conn.remove(&conn) else { return Vec::new() };
+        let Some(ids) = self.by_conn.remove(&conn) else {
+            return Vec::new();
+        };
         let mut ids: Vec<ChannelId> = ids.into_iter().collect();
         ids.sort_unstable(); // deterministic order for callers and tests
         ids.into_iter().map(|id| self.detach(conn, id)).collect()
@@ -140,7 +148,10 @@ impl SubscriptionIndex {
             return id;
         }
         let name: Arc<str> = channel.into();
-        let slot = Some(ChannelSlot { name: name.clone(), receivers: IndexSet::default() });
+        let slot = Some(ChannelSlot {
+            name: name.clone(),
+            receivers: IndexSet::default(),
+        });
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = slot;
@@ -167,7 +178,11 @@ impl SubscriptionIndex {
             self.ids.remove(&name);
             self.free.push(id);
         }
-        Change { channel: id, name, edge: last }
+        Change {
+            channel: id,
+            name,
+            edge: last,
+        }
     }
 }
 
@@ -203,8 +218,14 @@ mod tests {
         }
         ix.subscribe(8, "B$US:quote");
         let changes = ix.remove_connection(7);
-        assert_eq!(names(&changes), vec![("A$US:quote", true), ("B$US:quote", false), ("C$US:tick", true)]);
-        assert_eq!(ix.channels().iter().map(|c| &**c).collect::<Vec<_>>(), vec!["B$US:quote"]);
+        assert_eq!(
+            names(&changes),
+            vec![("A$US:quote", true), ("B$US:quote", false), ("C$US:tick", true)]
+        );
+        assert_eq!(
+            ix.channels().iter().map(|c| &**c).collect::<Vec<_>>(),
+            vec!["B$US:quote"]
+        );
         assert!(ix.remove_connection(7).is_empty());
         assert_eq!(ix.channels_of(8).len(), 1);
         assert!(ix.is_subscribed(8, "B$US:quote"));

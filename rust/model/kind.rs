@@ -51,7 +51,10 @@ impl Kind {
         if (1..=KLINE_PERIODS as i64).contains(&period) {
             Ok(Kind::Kline(period as u8))
         } else {
-            Err(CoreError::new(ErrorCode::InvalidField, format!("kline period {period} is not 1..10")))
+            Err(CoreError::new(
+                ErrorCode::InvalidField,
+                format!("kline period {period} is not 1..10"),
+            ))
         }
     }
 
@@ -99,7 +102,10 @@ pub fn channel_name(canonical_symbol: &str, kind: Kind) -> String {
 /// Splits and validates a channel name, canonicalizing its symbol.
 pub fn parse_channel(raw: &str) -> CoreResult<(String, Kind)> {
     let Some((sym, kind)) = raw.rsplit_once(':') else {
-        return Err(CoreError::new(ErrorCode::InvalidField, "channel must be SYMBOL:type"));
+        return Err(CoreError::new(
+            ErrorCode::InvalidField,
+            "channel must be SYMBOL:type",
+        ));
     };
     Ok((crate::model::symbol::canonicalize(sym)?, Kind::parse(kind)?))
 }
@@ -128,14 +134,21 @@ mod tests {
     #[test]
     fn rejects_unknown_kinds() {
         for bad in ["", "bar", "kline", "kline@0", "kline@11", "kline@x"] {
-            assert_eq!(Kind::parse(bad).unwrap_err().code, ErrorCode::InvalidType, "{bad}");
+            assert_eq!(
+                Kind::parse(bad).unwrap_err().code,
+                ErrorCode::InvalidType,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn channels() {
         assert_eq!(channel_name("AAPL$US", Kind::Kline(1)), "AAPL$US:kline@1");
-        assert_eq!(parse_channel("aapl.us:quote").unwrap(), ("AAPL$US".to_string(), Kind::Quote));
+        assert_eq!(
+            parse_channel("aapl.us:quote").unwrap(),
+            ("AAPL$US".to_string(), Kind::Quote)
+        );
         assert!(parse_channel("AAPL$US").is_err());
     }
 }

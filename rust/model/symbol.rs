@@ -26,8 +26,14 @@ pub fn canonicalize_into(raw: &str, out: &mut String) -> CoreResult<()> {
     if code.is_empty() || code.len() > MAX_CODE_LEN {
         return Err(invalid(raw, "code must be 1 to 24 characters"));
     }
-    if !code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
-        return Err(invalid(raw, "code may hold only letters, digits, '.', '-' and '_'"));
+    if !code
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(invalid(
+            raw,
+            "code may hold only letters, digits, '.', '-' and '_'",
+        ));
     }
     if !(2..=3).contains(&region.len()) || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(invalid(raw, "region must be 2 or 3 letters"));
@@ -61,7 +67,10 @@ pub fn region_of(canonical: &str) -> &str {
 
 fn invalid(raw: &str, why: &str) -> CoreError {
     let shown: String = raw.chars().take(40).collect();
-    CoreError::new(ErrorCode::InvalidSymbol, format!("invalid symbol {shown:?}: {why}"))
+    CoreError::new(
+        ErrorCode::InvalidSymbol,
+        format!("invalid symbol {shown:?}: {why}"),
+    )
 }
 
 #[cfg(test)]
@@ -85,7 +94,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for raw in ["", "AAPL", "$US", "AAPL$", "AAPL$U", "AAPL$USAA", "AA PL$US", "AAPL$U1", "A\"B$US"] {
+        for raw in [
+            "",
+            "AAPL",
+            "$US",
+            "AAPL$",
+            "AAPL$U",
+            "AAPL$USAA",
+            "AA PL$US",
+            "AAPL$U1",
+            "A\"B$US",
+        ] {
             let err = canonicalize(raw).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidSymbol, "{raw}");
         }

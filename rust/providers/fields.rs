@@ -32,7 +32,10 @@ impl<'de> Deserialize<'de> for Num {
                 Ok(Num(v as f64))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Num, E> {
-                v.trim().parse::<f64>().map(Num).map_err(|_| E::custom("expected a numeric string"))
+                v.trim()
+                    .parse::<f64>()
+                    .map(Num)
+                    .map_err(|_| E::custom("expected a numeric string"))
             }
         }
         d.deserialize_any(NumVisitor)
@@ -78,7 +81,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 pub fn required(v: Option<Num>, kind: &str, field: &str) -> CoreResult<f64> {
     match v {
         Some(n) => finite(n, field),
-        None => Err(CoreError::new(ErrorCode::InvalidField, format!("{kind} without field {field:?}"))),
+        None => Err(CoreError::new(
+            ErrorCode::InvalidField,
+            format!("{kind} without field {field:?}"),
+        )),
     }
 }
 
@@ -91,7 +97,10 @@ fn finite(n: Num, field: &str) -> CoreResult<f64> {
     if n.0.is_finite() {
         Ok(n.0)
     } else {
-        Err(CoreError::new(ErrorCode::InvalidField, format!("field {field:?} is not a finite number")))
+        Err(CoreError::new(
+            ErrorCode::InvalidField,
+            format!("field {field:?} is not a finite number"),
+        ))
     }
 }
 
@@ -103,7 +112,9 @@ pub fn small_code(v: Option<Num>) -> Option<i64> {
 /// Epoch timestamps normalized to milliseconds. Providers send seconds, milliseconds,
 /// microseconds or nanoseconds; the magnitude tells which (any date after 1973).
 pub fn epoch_ms(v: Option<Num>, field: &str) -> CoreResult<Option<i64>> {
-    let Some(x) = optional(v, field)? else { return Ok(None) };
+    let Some(x) = optional(v, field)? else {
+        return Ok(None);
+    };
     if x <= 0.0 {
         return Ok(None);
     }
@@ -117,7 +128,10 @@ pub fn epoch_ms(v: Option<Num>, field: &str) -> CoreResult<Option<i64>> {
         x / 1e6
     };
     if ms > 1e16 {
-        return Err(CoreError::new(ErrorCode::InvalidField, format!("field {field:?} is not a timestamp")));
+        return Err(CoreError::new(
+            ErrorCode::InvalidField,
+            format!("field {field:?} is not a timestamp"),
+        ));
     }
     Ok(Some(ms as i64))
 }
@@ -137,7 +151,12 @@ mod tests {
     #[test]
     fn epochs_in_any_unit() {
         let ms = 1_731_689_407_000_i64;
-        for raw in [1_731_689_407.0, 1_731_689_407_000.0, 1_731_689_407_000_000.0, 1.731_689_407e18] {
+        for raw in [
+            1_731_689_407.0,
+            1_731_689_407_000.0,
+            1_731_689_407_000_000.0,
+            1.731_689_407e18,
+        ] {
             assert_eq!(epoch_ms(Some(Num(raw)), "t").unwrap(), Some(ms), "{raw}");
         }
         assert_eq!(epoch_ms(Some(Num(0.0)), "t").unwrap(), None);

@@ -15,9 +15,7 @@ use super::fields::{epoch_ms, optional, required, small_code, Num, Text};
 use super::{Control, ControlKind, Observation};
 use crate::error::{CoreError, CoreResult, ErrorCode};
 use crate::model::symbol::{canonicalize_into, canonicalize_parts};
-use crate::model::{
-    Depth, DepthLevel, Direction, Kind, Kline, Payload, Quote, Session, Tick, TradingStatus,
-};
+use crate::model::{Depth, DepthLevel, Direction, Kind, Kline, Payload, Quote, Session, Tick, TradingStatus};
 
 /// Everything a frame may carry. `L` is how a depth side arrives: serde collects raw
 /// `Level`s; the scanner converts levels as it reads them (`scan::Side`).
@@ -137,35 +135,72 @@ fn classify<L: DepthSide>(parsed: &mut Frame<'_, L>, symbol_out: &mut String) ->
     let message = parsed.msg.as_deref().unwrap_or("").to_owned();
 
     if let Some(action) = parsed.res_ac.as_deref() {
-        let params = parsed.data.as_mut().and_then(|d| d.params.take()).map(|t| t.0.into_owned());
+        let params = parsed
+            .data
+            .as_mut()
+            .and_then(|d| d.params.take())
+            .map(|t| t.0.into_owned());
         let kind = match action.to_ascii_lowercase().as_str() {
             "auth" => ControlKind::Auth,
             "subscribe" => ControlKind::Subscribe,
             "unsubscribe" => ControlKind::Unsubscribe,
             // A pong carries no code: receiving it at all is the success.
-            "pong" => return Ok(ItickFrame::Control(Control { kind: ControlKind::Pong, ok: true, message, params, action: action.to_owned() })),
+            "pong" => {
+                return Ok(ItickFrame::Control(Control {
+                    kind: ControlKind::Pong,
+                    ok: true,
+                    message,
+                    params,
+                    action: action.to_owned(),
+                }))
+            }
             _ => ControlKind::Notice,
         };
-        return Ok(ItickFrame::Control(Control { kind, ok, message, params, action: action.to_owned() }));
+        return Ok(ItickFrame::Control(Control {
+            kind,
+            ok,
+            message,
+            params,
+            action: action.to_owned(),
+        }));
     }
 
     match &mut parsed.data {
-        Some(data) if data.k.is_some() || data.kind.is_some() => market(data, symbol_out).map(ItickFrame::Market),
-        Some(_) => Err(CoreError::new(ErrorCode::InvalidFrame, "market data without \"type\"")),
-        None if parsed.code.is_none() && parsed.msg.is_none() => {
-            Err(CoreError::new(ErrorCode::InvalidFrame, "frame has none of code, msg, resAc, data"))
+        Some(data) if data.k.is_some() || data.kind.is_some() => {
+            market(data, symbol_out).map(ItickFrame::Market)
         }
+        Some(_) => Err(CoreError::new(
+            ErrorCode::InvalidFrame,
+            "market data without \"type\"",
+        )),
+        None if parsed.code.is_none() && parsed.msg.is_none() => Err(CoreError::new(
+            ErrorCode::InvalidFrame,
+            "frame has none of code, msg, resAc, data",
+        )),
         None => {
             // The greeting is the only data-less, action-less success frame iTick sends.
-            let kind = if ok { ControlKind::Connected } else { ControlKind::Notice };
-            Ok(ItickFrame::Control(Control { kind, ok, message, params: None, action: String::new() }))
+            let kind = if ok {
+                ControlKind::Connected
+            } else {
+                ControlKind::Notice
+            };
+            Ok(ItickFrame::Control(Control {
+                kind,
+                ok,
+                message,
+                params: None,
+                action: String::new(),
+            }))
         }
     }
 }
 
 fn market<L: DepthSide>(data: &mut Data<'_, L>, symbol_out: &mut String) -> CoreResult<Observation> {
     let Some(s) = data.s.as_deref() else {
-        return Err(CoreError::new(ErrorCode::InvalidField, "market data without field \"s\""));
+        return Err(CoreError::new(
+            ErrorCode::InvalidField,
+            "market data without field \"s\"",
+        ));
     };
     match data.r.as_deref() {
         Some(r) if !s.contains(['$', '.']) => canonicalize_parts(s, r, symbol_out)?,
@@ -175,7 +210,9 @@ fn market<L: DepthSide>(data: &mut Data<'_, L>, symbol_out: &mut String) -> Core
     if let Some(bar) = data.k {
         // Nested form: the outer `t` is the period code, the bar (with its own `t`) is in `k`.
         let period = small_code(data.t).unwrap_or(-1);
-        let Kind::Kline(period) = Kind::from_period(period)? else { unreachable!() };
+        let Kind::Kline(period) = Kind::from_period(period)? else {
+            unreachable!()
+        };
         return kline(period, bar.o, bar.h, bar.l, bar.c, bar.v, bar.tu, bar.t);
     }
 
@@ -221,7 +258,10 @@ fn market<L: DepthSide>(data: &mut Data<'_, L>, symbol_out: &mut String) -> Core
         }),
         Kind::Depth => {
             if data.a.is_none() && data.b.is_none() {
-                return Err(CoreError::new(ErrorCode::InvalidField, "depth without \"a\" or \"b\""));
+                return Err(CoreError::new(
+                    ErrorCode::InvalidField,
+                    "depth without \"a\" or \"b\"",
+                ));
             }
             Ok(Observation {
                 event_time_ms: epoch_ms(data.t, "t")?,
@@ -246,7 +286,10 @@ fn kline(
     t: Option<Num>,
 ) -> CoreResult<Observation> {
     let Some(open_time_ms) = epoch_ms(t, "t")? else {
-        return Err(CoreError::new(ErrorCode::InvalidField, "kline without bar time \"t\""));
+        return Err(CoreError::new(
+            ErrorCode::InvalidField,
+            "kline without bar time \"t\"",
+        ));
     };
     Ok(Observation {
         event_time_ms: Some(open_time_ms),
@@ -281,13 +324,18 @@ impl DepthSide for Vec<Level> {
 }
 
 fn too_many_levels(side: &str) -> CoreError {
-    CoreError::new(ErrorCode::InvalidField, format!("depth side {side:?} has over {MAX_DEPTH_LEVELS} levels"))
+    CoreError::new(
+        ErrorCode::InvalidField,
+        format!("depth side {side:?} has over {MAX_DEPTH_LEVELS} levels"),
+    )
 }
 
 /// The `i`th (0-based) level of a side.
 fn level(i: usize, lv: &Level) -> CoreResult<DepthLevel> {
     Ok(DepthLevel {
-        position: small_code(lv.po).filter(|p| (0..=u32::MAX as i64).contains(p)).unwrap_or(i as i64 + 1) as u32,
+        position: small_code(lv.po)
+            .filter(|p| (0..=u32::MAX as i64).contains(p))
+            .unwrap_or(i as i64 + 1) as u32,
         price: required(lv.p, "depth level", "p")?,
         volume: optional(lv.v, "v")?.unwrap_or(0.0),
         orders: optional(lv.o, "o")?,

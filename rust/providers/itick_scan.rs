@@ -123,7 +123,9 @@ impl<'a> Scanner<'a> {
     #[inline]
     fn str_body(&mut self) -> Option<&'a [u8]> {
         let rest = &self.b[self.i..];
-        let n = rest.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))?;
+        let n = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))?;
         if rest[n] != b'"' {
             return None;
         }
@@ -404,7 +406,11 @@ impl<'a> Scanner<'a> {
             if self.i == digits {
                 return None;
             }
-            exponent = if negative { exponent.saturating_sub(exp) } else { exponent.saturating_add(exp) };
+            exponent = if negative {
+                exponent.saturating_sub(exp)
+            } else {
+                exponent.saturating_add(exp)
+            };
             float = true;
         }
         Some(match (float, positive) {
@@ -494,7 +500,11 @@ impl<'a> Scanner<'a> {
 /// serde_json's `f64_from_parts` for the exponents its table holds exactly; others decline.
 fn from_parts(positive: bool, sig: u64, exponent: i32) -> Option<f64> {
     let pow = *POW10.get(exponent.unsigned_abs() as usize)?;
-    let f = if exponent >= 0 { sig as f64 * pow } else { sig as f64 / pow };
+    let f = if exponent >= 0 {
+        sig as f64 * pow
+    } else {
+        sig as f64 / pow
+    };
     // |f| <= u64::MAX * 1e22, far from infinity, so serde's overflow error cannot occur.
     Some(if positive { f } else { -f })
 }

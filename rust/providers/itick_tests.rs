@@ -37,13 +37,22 @@ fn error(frame: &[u8]) -> ErrorCode {
 #[test]
 fn control_frames() {
     let c = control(r#"{"code":1,"msg":"Connected Successfully"}"#);
-    assert_eq!((c.kind, c.ok, c.message.as_str()), (ControlKind::Connected, true, "Connected Successfully"));
+    assert_eq!(
+        (c.kind, c.ok, c.message.as_str()),
+        (ControlKind::Connected, true, "Connected Successfully")
+    );
 
     let c = control(r#"{"code":1,"resAc":"auth","msg":"authenticated","data":{"params":"tok"}}"#);
-    assert_eq!((c.kind, c.ok, c.params.as_deref()), (ControlKind::Auth, true, Some("tok")));
+    assert_eq!(
+        (c.kind, c.ok, c.params.as_deref()),
+        (ControlKind::Auth, true, Some("tok"))
+    );
 
     let c = control(r#"{"code":0,"resAc":"auth","msg":"auth failed"}"#);
-    assert_eq!((c.kind, c.ok, c.message.as_str()), (ControlKind::Auth, false, "auth failed"));
+    assert_eq!(
+        (c.kind, c.ok, c.message.as_str()),
+        (ControlKind::Auth, false, "auth failed")
+    );
 
     let c = control(r#"{"code":1,"resAc":"subscribe","msg":"subscribe Successfully"}"#);
     assert_eq!((c.kind, c.ok), (ControlKind::Subscribe, true));
@@ -60,11 +69,17 @@ fn control_frames() {
         r#"{"resAc":"pong","data":{"params":1731688569840}}"#,
     ] {
         let c = control(pong);
-        assert_eq!((c.kind, c.ok, c.params.as_deref()), (ControlKind::Pong, true, Some("1731688569840")));
+        assert_eq!(
+            (c.kind, c.ok, c.params.as_deref()),
+            (ControlKind::Pong, true, Some("1731688569840"))
+        );
     }
 
     let c = control(r#"{"code":0,"resAc":"bogus","msg":"cannot be resolved action"}"#);
-    assert_eq!((c.kind, c.ok, c.action.as_str()), (ControlKind::Notice, false, "bogus"));
+    assert_eq!(
+        (c.kind, c.ok, c.action.as_str()),
+        (ControlKind::Notice, false, "bogus")
+    );
     let c = control(r#"{"code":0,"msg":"invalid message"}"#);
     assert_eq!((c.kind, c.ok), (ControlKind::Notice, false));
 }
@@ -79,7 +94,10 @@ fn quote_frame() {
     assert_eq!(m.event_time_ms, Some(1731689407000));
     let Payload::Quote(q) = m.payload else { panic!() };
     assert_eq!(q.last, 225.215);
-    assert_eq!((q.open, q.high, q.low), (Some(226.27), Some(226.92), Some(224.44)));
+    assert_eq!(
+        (q.open, q.high, q.low),
+        (Some(226.27), Some(226.92), Some(224.44))
+    );
     assert_eq!((q.volume, q.turnover), (Some(16742235.0), Some(3774688301.452)));
     assert_eq!((q.prev_close, q.change, q.change_percent), (None, None, None));
     assert_eq!(q.status, TradingStatus::Normal);
@@ -87,23 +105,38 @@ fn quote_frame() {
 
 #[test]
 fn quote_with_provider_change_and_status() {
-    let (_, m) = market(r#"{"code":1,"data":{"s":"700$HK","ld":"380.2","p":378,"ch":2.2,"chp":0.58,"ts":3,"type":"quote"}}"#);
+    let (_, m) = market(
+        r#"{"code":1,"data":{"s":"700$HK","ld":"380.2","p":378,"ch":2.2,"chp":0.58,"ts":3,"type":"quote"}}"#,
+    );
     let Payload::Quote(q) = m.payload else { panic!() };
-    assert_eq!((q.last, q.prev_close, q.change, q.change_percent), (380.2, Some(378.0), Some(2.2), Some(0.58)));
+    assert_eq!(
+        (q.last, q.prev_close, q.change, q.change_percent),
+        (380.2, Some(378.0), Some(2.2), Some(0.58))
+    );
     assert_eq!(q.status, TradingStatus::CircuitBreaker);
     assert_eq!(m.event_time_ms, None);
 }
 
 #[test]
 fn tick_frame() {
-    let (sym, m) = market(r#"{"code":1,"data":{"s":"aapl$us","ld":225.2,"t":1731689407000,"v":100,"d":2,"te":1,"type":"tick"}}"#);
+    let (sym, m) = market(
+        r#"{"code":1,"data":{"s":"aapl$us","ld":225.2,"t":1731689407000,"v":100,"d":2,"te":1,"type":"tick"}}"#,
+    );
     assert_eq!(sym, "AAPL$US");
     let Payload::Tick(t) = m.payload else { panic!() };
-    assert_eq!((t.price, t.volume, t.direction, t.session), (225.2, 100.0, Direction::Buy, Session::PreMarket));
+    assert_eq!(
+        (t.price, t.volume, t.direction, t.session),
+        (225.2, 100.0, Direction::Buy, Session::PreMarket)
+    );
     // Crypto ticks carry turnover and status too.
-    let (_, m) = market(r#"{"code":1,"data":{"s":"BTCUSDT$BA","ld":97000.5,"v":0.0123,"tu":1193.1,"ts":0,"type":"tick"}}"#);
+    let (_, m) = market(
+        r#"{"code":1,"data":{"s":"BTCUSDT$BA","ld":97000.5,"v":0.0123,"tu":1193.1,"ts":0,"type":"tick"}}"#,
+    );
     let Payload::Tick(t) = m.payload else { panic!() };
-    assert_eq!((t.turnover, t.status), (Some(1193.1), Some(TradingStatus::Normal)));
+    assert_eq!(
+        (t.turnover, t.status),
+        (Some(1193.1), Some(TradingStatus::Normal))
+    );
 }
 
 #[test]
@@ -114,7 +147,15 @@ fn depth_frame() {
     );
     let Payload::Depth(d) = m.payload else { panic!() };
     assert_eq!(d.asks.len(), 2);
-    assert_eq!(d.asks[1], DepthLevel { position: 2, price: 3034.5, volume: 1.0, orders: Some(3.0) });
+    assert_eq!(
+        d.asks[1],
+        DepthLevel {
+            position: 2,
+            price: 3034.5,
+            volume: 1.0,
+            orders: Some(3.0)
+        }
+    );
     assert_eq!(d.bids[0].price, 3034.0);
     // Levels without `po` are numbered by position.
     let (_, m) = market(r#"{"code":1,"data":{"s":"X$US","b":[{"p":1},{"p":0.5}],"type":"depth"}}"#);
@@ -134,7 +175,9 @@ fn both_kline_forms() {
     assert_eq!(flat, nested);
     let Payload::Kline(k) = flat.payload else { panic!() };
     assert_eq!((k.period, k.open_time_ms, k.close), (1, 1731660060000, 3059.39));
-    let (_, m) = market(r#"{"code":1,"data":{"s":"AAPL$US","o":1,"h":1,"l":1,"c":1,"t":1731660060000,"type":"kline@8"}}"#);
+    let (_, m) = market(
+        r#"{"code":1,"data":{"s":"AAPL$US","o":1,"h":1,"l":1,"c":1,"t":1731660060000,"type":"kline@8"}}"#,
+    );
     assert_eq!(m.payload.kind(), Kind::Kline(8));
 }
 
@@ -159,17 +202,50 @@ fn bad_frames_get_named_errors() {
         (br#"{"code":1,"data":"x"}"#, InvalidFrame),
         (br#"{"code":1,"data":{"s":"AAPL$US","ld":1}}"#, InvalidFrame),
         (br#"{"code":1,"data":{"ld":1,"type":"tick"}}"#, InvalidField),
-        (br#"{"code":1,"data":{"s":"AAPL","ld":1,"type":"tick"}}"#, InvalidSymbol),
-        (br#"{"code":1,"data":{"s":"AAPL$US","ld":1,"type":"trade"}}"#, InvalidType),
-        (br#"{"code":1,"data":{"s":"AAPL$US","type":"quote"}}"#, InvalidField),
-        (br#"{"code":1,"data":{"s":"AAPL$US","ld":"abc","type":"quote"}}"#, InvalidFrame),
-        (br#"{"code":1,"data":{"s":"AAPL$US","ld":[1],"type":"quote"}}"#, InvalidFrame),
-        (br#"{"code":1,"data":{"s":"AAPL$US","type":"depth"}}"#, InvalidField),
-        (br#"{"code":1,"data":{"s":"AAPL$US","b":[{"v":1}],"type":"depth"}}"#, InvalidField),
-        (br#"{"code":1,"data":{"s":"AAPL$US","o":1,"h":1,"l":1,"c":1,"type":"kline@1"}}"#, InvalidField),
-        (br#"{"code":0,"data":{"s":"AAPL$US","t":12,"k":{"o":1,"h":1,"l":1,"c":1,"t":1731660060000}}}"#, InvalidField),
-        (br#"{"code":1,"data":{"s":"AAPL$US","ld":1e999,"type":"tick"}}"#, InvalidJson),
-        (br#"{"code":1,"data":{"s":"AAPL$US","ld":"NaN","type":"tick"}}"#, InvalidField),
+        (
+            br#"{"code":1,"data":{"s":"AAPL","ld":1,"type":"tick"}}"#,
+            InvalidSymbol,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","ld":1,"type":"trade"}}"#,
+            InvalidType,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","type":"quote"}}"#,
+            InvalidField,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","ld":"abc","type":"quote"}}"#,
+            InvalidFrame,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","ld":[1],"type":"quote"}}"#,
+            InvalidFrame,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","type":"depth"}}"#,
+            InvalidField,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","b":[{"v":1}],"type":"depth"}}"#,
+            InvalidField,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","o":1,"h":1,"l":1,"c":1,"type":"kline@1"}}"#,
+            InvalidField,
+        ),
+        (
+            br#"{"code":0,"data":{"s":"AAPL$US","t":12,"k":{"o":1,"h":1,"l":1,"c":1,"t":1731660060000}}}"#,
+            InvalidField,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","ld":1e999,"type":"tick"}}"#,
+            InvalidJson,
+        ),
+        (
+            br#"{"code":1,"data":{"s":"AAPL$US","ld":"NaN","type":"tick"}}"#,
+            InvalidField,
+        ),
     ];
     for (frame, want) in cases {
         assert_eq!(error(frame), *want, "{:?}", String::from_utf8_lossy(frame));
@@ -178,9 +254,16 @@ fn bad_frames_get_named_errors() {
 
 #[test]
 fn deep_nesting_is_refused_not_overflowed() {
-    let deep = format!("{{\"code\":1,\"data\":{{\"s\":\"A$US\",\"x\":{}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "{{\"code\":1,\"data\":{{\"s\":\"A$US\",\"x\":{}{}}}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     // serde_json's recursion limit stops it; the point is an error, not a stack overflow.
-    assert!(matches!(error(deep.as_bytes()), ErrorCode::InvalidJson | ErrorCode::InvalidFrame));
+    assert!(matches!(
+        error(deep.as_bytes()),
+        ErrorCode::InvalidJson | ErrorCode::InvalidFrame
+    ));
 }
 
 proptest! {
@@ -222,9 +305,15 @@ fn same_as_serde(frame: &[u8]) -> bool {
     let [mut sym, mut want_sym, mut fast_sym] = [String::new(), String::new(), String::new()];
     let want = (format!("{:?}", decode_serde(frame, &mut want_sym)), want_sym);
     let shown = String::from_utf8_lossy(frame);
-    assert_eq!((format!("{:?}", decode(frame, &mut sym)), sym), want, "decode differs on {shown}");
+    assert_eq!(
+        (format!("{:?}", decode(frame, &mut sym)), sym),
+        want,
+        "decode differs on {shown}"
+    );
     let mut parsed = Frame::default();
-    let Some(()) = scan::frame(frame, &mut parsed) else { return false };
+    let Some(()) = scan::frame(frame, &mut parsed) else {
+        return false;
+    };
     let got = format!("{:?}", classify(&mut parsed, &mut fast_sym));
     assert_eq!((got, fast_sym), want, "fast path differs on {shown}");
     true
@@ -247,8 +336,8 @@ fn fast_path_takes_nulls_unknown_keys_and_classification_errors() {
 fn fast_path_declines_what_it_cannot_reproduce() {
     for frame in [
         r#"{"code":1,"data":{"s":"A\u0041PL$US","ld":1,"type":"tick"}}"#, // escape
-        "{\"code\":1,\"msg\":\"caf\u{e9}\"}",                              // non-ASCII
-        r#"{"code":1,"code":1}"#,                                          // duplicate field
+        "{\"code\":1,\"msg\":\"caf\u{e9}\"}",                             // non-ASCII
+        r#"{"code":1,"code":1}"#,                                         // duplicate field
         r#"{"code":1,"data":{"s":"A$US","ld":1,"ld":2,"type":"tick"}}"#,
         r#"{"code":1,"data":{"s":"A$US","ld":1e23,"type":"tick"}}"#, // beyond the exact powers
         r#"{"code":1,"data":{"s":"A$US","ld":"abc","type":"tick"}}"#,
@@ -267,7 +356,13 @@ fn fast_path_declines_what_it_cannot_reproduce() {
         assert!(!same_as_serde(frame.as_bytes()), "fast path took {frame}");
     }
     // Unknown values: any depth is fine for serde; the scanner stops past 64 containers.
-    let nested = |n| format!(r#"{{"code":1,"x":{}0{},"msg":"m"}}"#, r#"[{"a":"#.repeat(n), "}]".repeat(n));
+    let nested = |n| {
+        format!(
+            r#"{{"code":1,"x":{}0{},"msg":"m"}}"#,
+            r#"[{"a":"#.repeat(n),
+            "}]".repeat(n)
+        )
+    };
     assert!(same_as_serde(nested(32).as_bytes()));
     assert!(!same_as_serde(nested(33).as_bytes()));
 }
@@ -275,17 +370,48 @@ fn fast_path_declines_what_it_cannot_reproduce() {
 #[test]
 fn numbers_convert_exactly_as_serde_converts_them() {
     for n in [
-        "0", "-0", "0.0", "-0.0", "1", "-1", "1.5", "0.1", "0.30000000000000004", "1e22", "1E+22", "1e-22",
-        "9007199254740993", "18446744073709551615", "18446744073709551616", "18446744073709551615.5",
-        "184467440737095516159.3", "123456789012345678901234", "-9223372036854775808", "-9223372036854775809",
-        "-18446744073709551616", "0.12345678901234567890123", "3.0e-5", "1731689407000", "1731689407.123",
-        "\"1.5\"", "\" 7 \"", "\"-0\"", "\"1e400\"", "\"inf\"", "\"NaN\"", "\".5\"", "\"+2\"", "null",
+        "0",
+        "-0",
+        "0.0",
+        "-0.0",
+        "1",
+        "-1",
+        "1.5",
+        "0.1",
+        "0.30000000000000004",
+        "1e22",
+        "1E+22",
+        "1e-22",
+        "9007199254740993",
+        "18446744073709551615",
+        "18446744073709551616",
+        "18446744073709551615.5",
+        "184467440737095516159.3",
+        "123456789012345678901234",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "-18446744073709551616",
+        "0.12345678901234567890123",
+        "3.0e-5",
+        "1731689407000",
+        "1731689407.123",
+        "\"1.5\"",
+        "\" 7 \"",
+        "\"-0\"",
+        "\"1e400\"",
+        "\"inf\"",
+        "\"NaN\"",
+        "\".5\"",
+        "\"+2\"",
+        "null",
         // serde_json's default conversion is not correctly rounded; these are where it and
         // `str::parse` disagree, so a scanner using `parse` would fail here.
-        "780.1246309558322749", "8748534153485358.512",
+        "780.1246309558322749",
+        "8748534153485358.512",
         // A digit past the significand's overflow, then one that would fit: serde keeps
         // scaling (integer part) or keeps dropping (fraction).
-        "184467440737095516160", "1844.674407370955161906",
+        "184467440737095516160",
+        "1844.674407370955161906",
     ] {
         let tick = format!(r#"{{"code":1,"data":{{"s":"A$US","ld":{n},"t":{n},"type":"tick"}}}}"#);
         assert!(same_as_serde(tick.as_bytes()), "fast path declined {n}");
@@ -295,7 +421,10 @@ fn numbers_convert_exactly_as_serde_converts_them() {
     let (_, m) = market(r#"{"code":1,"data":{"s":"A$US","ld":780.1246309558322749,"type":"tick"}}"#);
     let Payload::Tick(t) = m.payload else { panic!() };
     let correctly_rounded: f64 = "780.1246309558322749".parse().unwrap();
-    assert_eq!((t.price, correctly_rounded), (780.1246309558323, 780.1246309558322));
+    assert_eq!(
+        (t.price, correctly_rounded),
+        (780.1246309558323, 780.1246309558322)
+    );
 }
 
 #[test]
@@ -306,7 +435,10 @@ fn depth_sides_fail_as_serde_fails() {
     };
     for n in [0, 2, 3, 400, 401, 1000] {
         let side = (0..n).map(level).collect::<Vec<_>>().join(",");
-        let good = (0..n).map(|i| format!(r#"{{"p":{i}}}"#)).collect::<Vec<_>>().join(",");
+        let good = (0..n)
+            .map(|i| format!(r#"{{"p":{i}}}"#))
+            .collect::<Vec<_>>()
+            .join(",");
         for (a, b) in [(&side, &good), (&good, &side), (&good, &good)] {
             let frame = format!(r#"{{"code":1,"data":{{"s":"A$US","a":[{a}],"b":[{b}],"type":"depth"}}}}"#);
             assert!(same_as_serde(frame.as_bytes()), "fast path declined {n} levels");
@@ -332,8 +464,12 @@ fn wild_number() -> BoxedStrategy<String> {
     prop_oneof![
         plain_number(),
         "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,4})?",
-        any::<f64>().prop_map(|v| format!("{v:?}")).prop_filter("finite", |s| !s.contains(['i', 'N'])),
-        any::<f64>().prop_map(|v| format!("{v:e}")).prop_filter("finite", |s| !s.contains(['i', 'N'])),
+        any::<f64>()
+            .prop_map(|v| format!("{v:?}"))
+            .prop_filter("finite", |s| !s.contains(['i', 'N'])),
+        any::<f64>()
+            .prop_map(|v| format!("{v:e}"))
+            .prop_filter("finite", |s| !s.contains(['i', 'N'])),
     ]
     .boxed()
 }
@@ -374,18 +510,21 @@ type Fields = Vec<(String, String)>;
 fn object(fields: impl Strategy<Value = Fields> + 'static) -> BoxedStrategy<String> {
     let extra = prop::collection::vec(("x[a-zA-Z0-9_]{0,5}", unknown_value()), 0..3);
     let ws = prop::collection::vec(prop_oneof![4 => Just(String::new()), 1 => "[ \t\r\n]{1,2}"], 4);
-    (fields, extra, ws).prop_flat_map(|(mut fields, extra, ws)| {
-        fields.extend(extra);
-        // Unknown keys may repeat; serde ignores each, so the frame stays valid.
-        (Just(fields).prop_shuffle(), Just(ws))
-    })
-    .prop_map(|(fields, ws)| {
-        let kv: Vec<String> =
-            fields.iter().map(|(k, v)| format!("{}\"{k}\"{}:{}{v}", ws[0], ws[1], ws[2])).collect();
-        format!("{{{}{}}}", kv.join(&format!("{},", ws[3])), ws[3])
-    })
-    // Boxed throughout: the unboxed strategy types nest deep enough to overflow the stack.
-    .boxed()
+    (fields, extra, ws)
+        .prop_flat_map(|(mut fields, extra, ws)| {
+            fields.extend(extra);
+            // Unknown keys may repeat; serde ignores each, so the frame stays valid.
+            (Just(fields).prop_shuffle(), Just(ws))
+        })
+        .prop_map(|(fields, ws)| {
+            let kv: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}\"{k}\"{}:{}{v}", ws[0], ws[1], ws[2]))
+                .collect();
+            format!("{{{}{}}}", kv.join(&format!("{},", ws[3])), ws[3])
+        })
+        // Boxed throughout: the unboxed strategy types nest deep enough to overflow the stack.
+        .boxed()
 }
 
 /// The field `key` with probability `p`.
@@ -396,7 +535,12 @@ fn maybe(p: f64, key: &'static str, value: impl Strategy<Value = String> + 'stat
 
 fn level(number: BoxedStrategy<String>) -> impl Strategy<Value = String> {
     let n = || num_value(number.clone());
-    let keys = (maybe(0.8, "po", n()), maybe(0.95, "p", n()), maybe(0.9, "v", n()), maybe(0.7, "o", n()));
+    let keys = (
+        maybe(0.8, "po", n()),
+        maybe(0.95, "p", n()),
+        maybe(0.9, "v", n()),
+        maybe(0.7, "o", n()),
+    );
     object(keys.prop_map(|(a, b, c, d)| [a, b, c, d].concat()))
 }
 
@@ -409,8 +553,20 @@ fn market_frame(number: BoxedStrategy<String>) -> impl Strategy<Value = String> 
     ];
     let side = prop::collection::vec(level(number.clone()), 0..6);
     let side = side.prop_map(|v| format!("[{}]", v.join(","))).boxed();
-    let bar = || (maybe(0.95, "o", n()), maybe(0.95, "h", n()), maybe(0.95, "l", n()), maybe(0.95, "c", n()));
-    let bar = (bar(), maybe(0.8, "v", n()), maybe(0.6, "tu", n()), maybe(0.95, "t", t.clone()))
+    let bar = || {
+        (
+            maybe(0.95, "o", n()),
+            maybe(0.95, "h", n()),
+            maybe(0.95, "l", n()),
+            maybe(0.95, "c", n()),
+        )
+    };
+    let bar = (
+        bar(),
+        maybe(0.8, "v", n()),
+        maybe(0.6, "tu", n()),
+        maybe(0.95, "t", t.clone()),
+    )
         .prop_map(|((o, h, l, c), v, tu, t)| [o, h, l, c, v, tu, t].concat());
     let symbol = ("[A-Za-z0-9]{1,6}(\\.[A-Z])?", "[$.]", "[A-Za-z]{2,3}");
     let symbol = symbol.prop_map(|(c, s, r)| format!("\"{c}{s}{r}\""));
@@ -422,16 +578,42 @@ fn market_frame(number: BoxedStrategy<String>) -> impl Strategy<Value = String> 
         maybe(0.9, "t", t),
         maybe(0.1, "k", object(bar)),
     );
-    let prices = (maybe(0.6, "ld", n()), maybe(0.5, "o", n()), maybe(0.5, "h", n()), maybe(0.5, "l", n()));
-    let more = (maybe(0.4, "c", n()), maybe(0.3, "p", n()), maybe(0.3, "ch", n()), maybe(0.3, "chp", n()));
-    let codes = (maybe(0.6, "v", n()), maybe(0.4, "tu", n()), maybe(0.4, "ts", n()), maybe(0.3, "d", n()));
-    let sides = (maybe(0.3, "te", n()), maybe(0.3, "a", side.clone()), maybe(0.3, "b", side));
+    let prices = (
+        maybe(0.6, "ld", n()),
+        maybe(0.5, "o", n()),
+        maybe(0.5, "h", n()),
+        maybe(0.5, "l", n()),
+    );
+    let more = (
+        maybe(0.4, "c", n()),
+        maybe(0.3, "p", n()),
+        maybe(0.3, "ch", n()),
+        maybe(0.3, "chp", n()),
+    );
+    let codes = (
+        maybe(0.6, "v", n()),
+        maybe(0.4, "tu", n()),
+        maybe(0.4, "ts", n()),
+        maybe(0.3, "d", n()),
+    );
+    let sides = (
+        maybe(0.3, "te", n()),
+        maybe(0.3, "a", side.clone()),
+        maybe(0.3, "b", side),
+    );
     let data = (head, prices, more, codes, sides).prop_map(|((s, r, ty, t, k), p, m, c, e)| {
         let s = vec![("s".to_string(), s)];
-        [s, r, ty, t, k, p.0, p.1, p.2, p.3, m.0, m.1, m.2, m.3, c.0, c.1, c.2, c.3, e.0, e.1, e.2].concat()
+        [
+            s, r, ty, t, k, p.0, p.1, p.2, p.3, m.0, m.1, m.2, m.3, c.0, c.1, c.2, c.3, e.0, e.1, e.2,
+        ]
+        .concat()
     });
     let code = prop_oneof![Just("1"), Just("0"), Just("\"1\""), Just("null")].prop_map(String::from);
-    let top = (maybe(0.9, "code", code), maybe(0.2, "msg", Just("null".to_string())), object(data));
+    let top = (
+        maybe(0.9, "code", code),
+        maybe(0.2, "msg", Just("null".to_string())),
+        object(data),
+    );
     object(top.prop_map(|(c, m, d)| [c, m, vec![("data".to_string(), d)]].concat()))
 }
 
@@ -440,7 +622,11 @@ fn control_frame(number: BoxedStrategy<String>) -> impl Strategy<Value = String>
     let params = prop_oneof![number, "\"[a-zA-Z0-9]{0,12}\"", Just("null".to_string())];
     let data = object(maybe(0.8, "params", params));
     let fields = (
-        maybe(0.8, "code", prop_oneof![Just("1"), Just("0"), Just("2.5")].prop_map(String::from)),
+        maybe(
+            0.8,
+            "code",
+            prop_oneof![Just("1"), Just("0"), Just("2.5")].prop_map(String::from),
+        ),
         maybe(0.7, "resAc", action.prop_map(|a| format!("\"{a}\""))),
         maybe(0.8, "msg", "\"[a-zA-Z ]{0,16}\""),
         maybe(0.5, "data", data),

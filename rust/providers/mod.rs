@@ -61,7 +61,10 @@ impl Provider {
     pub fn parse(name: &str) -> CoreResult<Provider> {
         match name.to_ascii_lowercase().as_str() {
             "itick" => Ok(Provider::Itick),
-            other => Err(CoreError::new(ErrorCode::InvalidField, format!("unknown provider {other:?}; known: itick"))),
+            other => Err(CoreError::new(
+                ErrorCode::InvalidField,
+                format!("unknown provider {other:?}; known: itick"),
+            )),
         }
     }
 

@@ -63,7 +63,10 @@ impl PySubscriptionIndex {
         channels: Vec<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         let id = conn_id(conn);
-        let changes: Vec<Change> = channels.iter().filter_map(|c| self.index.subscribe(id, c)).collect();
+        let changes: Vec<Change> = channels
+            .iter()
+            .filter_map(|c| self.index.subscribe(id, c))
+            .collect();
         if !changes.is_empty() {
             self.handles.entry(id).or_insert_with(|| conn.clone().unbind());
         }
@@ -79,7 +82,10 @@ impl PySubscriptionIndex {
         channels: Vec<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         let id = conn_id(conn);
-        let changes: Vec<Change> = channels.iter().filter_map(|c| self.index.unsubscribe(id, c)).collect();
+        let changes: Vec<Change> = channels
+            .iter()
+            .filter_map(|c| self.index.unsubscribe(id, c))
+            .collect();
         self.forget_if_idle(id);
         self.apply(py, changes)
     }
@@ -116,7 +122,11 @@ impl PySubscriptionIndex {
 
     /// Channels `conn` is subscribed to, sorted.
     fn channels_of(&self, conn: &Bound<'_, PyAny>) -> Vec<String> {
-        self.index.channels_of(conn_id(conn)).iter().map(|c| c.to_string()).collect()
+        self.index
+            .channels_of(conn_id(conn))
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
     }
 
     /// Every channel with at least one receiver, sorted.

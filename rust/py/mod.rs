@@ -21,7 +21,9 @@ fn normalize_symbol(py: Python<'_>, raw: &str) -> PyResult<String> {
 /// Canonical type name (`tick`, `quote`, `depth`, `kline@N`); raises `InvalidTypeError`.
 #[pyfunction]
 fn normalize_type(py: Python<'_>, raw: &str) -> PyResult<&'static str> {
-    Kind::parse(raw).map(Kind::name).map_err(|e| errors::to_pyerr(py, e))
+    Kind::parse(raw)
+        .map(Kind::name)
+        .map_err(|e| errors::to_pyerr(py, e))
 }
 
 /// `SYMBOL:type` from any accepted spellings of both.

@@ -5,8 +5,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
 use super::errors::to_pyerr;
-use crate::error::{CoreError, ErrorCode};
 use super::update::{PyControlEvent, PyFrameError, PyUpdate};
+use crate::error::{CoreError, ErrorCode};
 use crate::model::parse_channel;
 use crate::providers::Provider;
 use crate::state::processor::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SYMBOLS};
@@ -80,7 +80,12 @@ impl PyFeedProcessor {
     ) -> PyResult<Self> {
         let provider = Provider::parse(provider).map_err(|e| to_pyerr(py, e))?;
         Ok(PyFeedProcessor {
-            inner: FeedProcessor::new(ProcessorConfig { provider, epoch, max_frame_bytes, max_symbols }),
+            inner: FeedProcessor::new(ProcessorConfig {
+                provider,
+                epoch,
+                max_frame_bytes,
+                max_symbols,
+            }),
             events: Vec::with_capacity(4),
         })
     }
@@ -97,7 +102,9 @@ impl PyFeedProcessor {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
         let frame = FrameBytes::extract(frame)?;
         let bytes = frame.bytes().map_err(|e| to_pyerr(py, e))?;
-        self.inner.process(bytes, recv, &mut self.events).map_err(|e| to_pyerr(py, e))?;
+        self.inner
+            .process(bytes, recv, &mut self.events)
+            .map_err(|e| to_pyerr(py, e))?;
         let out = PyList::empty(py);
         self.drain_into(py, &out)?;
         Ok(out)
@@ -118,12 +125,18 @@ impl PyFeedProcessor {
             // Every per-frame problem, a wrong type included, stays with that frame: the
             // updates already sequenced in this batch must reach the caller.
             let result = match FrameBytes::extract(&item?) {
-                Ok(frame) => frame.bytes().and_then(|b| self.inner.process(b, recv, &mut self.events)),
+                Ok(frame) => frame
+                    .bytes()
+                    .and_then(|b| self.inner.process(b, recv, &mut self.events)),
                 Err(e) => Err(CoreError::new(ErrorCode::InvalidFrame, e.to_string())),
             };
             match result {
                 Ok(()) => self.drain_into(py, &out)?,
-                Err(e) => out.append(PyFrameError { index, code: e.code.as_str(), message: e.message })?,
+                Err(e) => out.append(PyFrameError {
+                    index,
+                    code: e.code.as_str(),
+                    message: e.message,
+                })?,
             }
         }
         Ok(out)
@@ -158,6 +171,10 @@ impl PyFeedProcessor {
     }
 
     fn __repr__(&self) -> String {
-        format!("<FeedProcessor provider={} epoch={}>", self.inner.provider().name(), self.inner.epoch())
+        format!(
+            "<FeedProcessor provider={} epoch={}>",
+            self.inner.provider().name(),
+            self.inner.epoch()
+        )
     }
 }

@@ -39,16 +39,20 @@ impl PyUpdate {
 }
 
 fn cached<'py>(py: Python<'py>, cell: &GILOnceCell<Py<PyBytes>>, bytes: &[u8]) -> Bound<'py, PyBytes> {
-    cell.get_or_init(py, || PyBytes::new(py, bytes).unbind()).bind(py).clone()
+    cell.get_or_init(py, || PyBytes::new(py, bytes).unbind())
+        .bind(py)
+        .clone()
 }
 
 impl PyUpdate {
     fn json_encoded(&self) -> &Framed {
-        self.json_encoded.get_or_init(|| json::encode_update_framed(&self.inner))
+        self.json_encoded
+            .get_or_init(|| json::encode_update_framed(&self.inner))
     }
 
     fn protobuf_encoded(&self) -> &Framed {
-        self.protobuf_encoded.get_or_init(|| protobuf::encode_update_framed(&self.inner))
+        self.protobuf_encoded
+            .get_or_init(|| protobuf::encode_update_framed(&self.inner))
     }
 }
 
@@ -164,7 +168,10 @@ impl PyUpdate {
     }
 
     fn __repr__(&self) -> String {
-        format!("<Update {} seq={} epoch={}>", self.inner.channel, self.inner.seq, self.inner.epoch)
+        format!(
+            "<Update {} seq={} epoch={}>",
+            self.inner.channel, self.inner.seq, self.inner.epoch
+        )
     }
 }
 
@@ -194,14 +201,23 @@ pub struct PyControlEvent {
 
 impl From<Control> for PyControlEvent {
     fn from(c: Control) -> Self {
-        PyControlEvent { kind: c.kind.as_str(), ok: c.ok, message: c.message, params: c.params, action: c.action }
+        PyControlEvent {
+            kind: c.kind.as_str(),
+            ok: c.ok,
+            message: c.message,
+            params: c.params,
+            action: c.action,
+        }
     }
 }
 
 #[pymethods]
 impl PyControlEvent {
     fn __repr__(&self) -> String {
-        format!("<ControlEvent {} ok={} message={:?}>", self.kind, self.ok, self.message)
+        format!(
+            "<ControlEvent {} ok={} message={:?}>",
+            self.kind, self.ok, self.message
+        )
     }
 }
 

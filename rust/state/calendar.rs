@@ -121,6 +121,9 @@ mod tests {
         let hk = DayRule::for_region("HK");
         // 16:00 UTC is midnight in Hong Kong.
         assert_eq!(hk.day_of(utc_ms(2024, 7, 1, 16, 0)), days_from_civil(2024, 7, 2));
-        assert_eq!(DayRule::for_region("BA").day_of(utc_ms(2024, 7, 1, 23, 59)), days_from_civil(2024, 7, 1));
+        assert_eq!(
+            DayRule::for_region("BA").day_of(utc_ms(2024, 7, 1, 23, 59)),
+            days_from_civil(2024, 7, 1)
+        );
     }
 }

@@ -25,7 +25,13 @@ pub struct DailyState {
 
 impl DailyState {
     pub fn new(rule: DayRule) -> Self {
-        DailyState { rule, day: None, prev_close: None, first_open: None, cumulative_volume: 0.0 }
+        DailyState {
+            rule,
+            day: None,
+            prev_close: None,
+            first_open: None,
+            cumulative_volume: 0.0,
+        }
     }
 
     /// Fills the derived fields of `payload` and updates the state it depends on.

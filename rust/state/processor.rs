@@ -59,7 +59,9 @@ struct SymbolState {
 impl SymbolState {
     fn channel(&mut self, kind: Kind) -> Arc<str> {
         let symbol = &self.symbol;
-        self.channels[kind.slot()].get_or_insert_with(|| channel_name(symbol, kind).into()).clone()
+        self.channels[kind.slot()]
+            .get_or_insert_with(|| channel_name(symbol, kind).into())
+            .clone()
     }
 }
 
@@ -113,7 +115,9 @@ impl FeedProcessor {
 
     /// The last sequence number given on `channel` (0 if none yet).
     pub fn last_seq(&self, symbol: &str, kind: Kind) -> u64 {
-        self.symbol_ids.get(symbol).map_or(0, |&id| self.symbols[id].seqs[kind.slot()])
+        self.symbol_ids
+            .get(symbol)
+            .map_or(0, |&id| self.symbols[id].seqs[kind.slot()])
     }
 
     /// Decodes one provider frame and appends what it holds to `out`. On error nothing is
@@ -131,7 +135,11 @@ impl FeedProcessor {
         if frame.len() > self.max_frame_bytes {
             return Err(CoreError::new(
                 ErrorCode::FrameTooLarge,
-                format!("frame of {} bytes exceeds the {} byte limit", frame.len(), self.max_frame_bytes),
+                format!(
+                    "frame of {} bytes exceeds the {} byte limit",
+                    frame.len(),
+                    self.max_frame_bytes
+                ),
             ));
         }
         match self.provider {
@@ -174,7 +182,10 @@ impl FeedProcessor {
         if self.symbols.len() >= self.max_symbols {
             return Err(CoreError::new(
                 ErrorCode::InvalidSymbol,
-                format!("symbol table full ({} symbols); refusing {}", self.max_symbols, self.scratch),
+                format!(
+                    "symbol table full ({} symbols); refusing {}",
+                    self.max_symbols, self.scratch
+                ),
             ));
         }
         let symbol: Arc<str> = self.scratch.as_str().into();
@@ -192,7 +203,9 @@ impl FeedProcessor {
 
 /// Wall-clock milliseconds, for callers that do not pass a receive time.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Start time plus 32 random bits: distinct across restarts even within one millisecond.

@@ -4,7 +4,10 @@ use crate::error::ErrorCode;
 use crate::model::Payload;
 
 fn processor() -> FeedProcessor {
-    FeedProcessor::new(ProcessorConfig { epoch: Some("test-epoch".into()), ..Default::default() })
+    FeedProcessor::new(ProcessorConfig {
+        epoch: Some("test-epoch".into()),
+        ..Default::default()
+    })
 }
 
 fn updates(p: &mut FeedProcessor, frames: &[&str]) -> Vec<MarketUpdate> {
@@ -21,7 +24,8 @@ fn updates(p: &mut FeedProcessor, frames: &[&str]) -> Vec<MarketUpdate> {
 }
 
 const QUOTE: &str = r#"{"code":1,"data":{"s":"AAPL.US","ld":225.215,"o":226.27,"h":226.92,"l":224.44,"t":1731689407000,"v":16742235,"tu":3774688301.452,"ts":0,"type":"quote"}}"#;
-const TICK: &str = r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":1731689407100,"v":100,"d":1,"type":"tick"}}"#;
+const TICK: &str =
+    r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":1731689407100,"v":100,"d":1,"type":"tick"}}"#;
 
 #[test]
 fn sequences_per_channel_from_one() {
@@ -30,11 +34,19 @@ fn sequences_per_channel_from_one() {
     let got: Vec<(&str, u64)> = us.iter().map(|u| (&*u.channel, u.seq)).collect();
     assert_eq!(
         got,
-        vec![("AAPL$US:quote", 1), ("AAPL$US:tick", 1), ("AAPL$US:quote", 2), ("AAPL$US:tick", 2), ("AAPL$US:tick", 3)]
+        vec![
+            ("AAPL$US:quote", 1),
+            ("AAPL$US:tick", 1),
+            ("AAPL$US:quote", 2),
+            ("AAPL$US:tick", 2),
+            ("AAPL$US:tick", 3)
+        ]
     );
     assert_eq!(p.last_seq("AAPL$US", Kind::Tick), 3);
     assert_eq!(p.last_seq("MSFT$US", Kind::Tick), 0);
-    assert!(us.iter().all(|u| &*u.epoch == "test-epoch" && &*u.provider == "itick"));
+    assert!(us
+        .iter()
+        .all(|u| &*u.epoch == "test-epoch" && &*u.provider == "itick"));
 }
 
 #[test]
@@ -43,7 +55,10 @@ fn bad_frames_change_nothing() {
     let mut out = Vec::new();
     assert!(p.process(b"{oops", 0, &mut out).is_err());
     let too_big = vec![b' '; DEFAULT_MAX_FRAME_BYTES + 1];
-    assert_eq!(p.process(&too_big, 0, &mut out).unwrap_err().code, ErrorCode::FrameTooLarge);
+    assert_eq!(
+        p.process(&too_big, 0, &mut out).unwrap_err().code,
+        ErrorCode::FrameTooLarge
+    );
     assert!(out.is_empty());
     assert_eq!(p.counters(), (2, 0, 2));
     assert_eq!(updates(&mut p, &[QUOTE])[0].seq, 1);
@@ -53,14 +68,21 @@ fn bad_frames_change_nothing() {
 fn derived_fields_flow_through() {
     let mut p = processor();
     let us = updates(&mut p, &[QUOTE, TICK, TICK]);
-    let Payload::Quote(q) = &us[0].payload else { panic!() };
+    let Payload::Quote(q) = &us[0].payload else {
+        panic!()
+    };
     // No `p` from the provider: the reference is the day's first open, 226.27.
     assert_eq!((q.change, q.change_percent), (Some(-1.055), Some(-0.4663)));
-    let Payload::Tick(t) = &us[2].payload else { panic!() };
+    let Payload::Tick(t) = &us[2].payload else {
+        panic!()
+    };
     assert_eq!((t.cumulative_volume, t.change), (200.0, Some(-1.07)));
     // Event time comes from `t`; a frame without one gets the receive time.
     assert_eq!(us[0].event_time_ms, 1731689407000);
-    let late = updates(&mut p, &[r#"{"code":1,"data":{"s":"AAPL$US","ld":1,"type":"tick"}}"#]);
+    let late = updates(
+        &mut p,
+        &[r#"{"code":1,"data":{"s":"AAPL$US","ld":1,"type":"tick"}}"#],
+    );
     assert_eq!(late[0].event_time_ms, 1_731_689_500_000);
 }
 
@@ -73,14 +95,20 @@ fn epochs_differ_between_processors() {
 
 #[test]
 fn symbol_table_is_bounded() {
-    let mut p = FeedProcessor::new(ProcessorConfig { max_symbols: 2, ..Default::default() });
+    let mut p = FeedProcessor::new(ProcessorConfig {
+        max_symbols: 2,
+        ..Default::default()
+    });
     let mut out = Vec::new();
     for s in ["A$US", "B$US"] {
         let f = format!(r#"{{"code":1,"data":{{"s":"{s}","ld":1,"type":"tick"}}}}"#);
         p.process(f.as_bytes(), 1, &mut out).unwrap();
     }
     let f = r#"{"code":1,"data":{"s":"C$US","ld":1,"type":"tick"}}"#;
-    assert_eq!(p.process(f.as_bytes(), 1, &mut out).unwrap_err().code, ErrorCode::InvalidSymbol);
+    assert_eq!(
+        p.process(f.as_bytes(), 1, &mut out).unwrap_err().code,
+        ErrorCode::InvalidSymbol
+    );
     assert_eq!(p.symbol_count(), 2);
 }
 
