@@ -362,3 +362,7 @@ mod scan;
 #[cfg(test)]
 #[path = "itick_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "itick_scan_tests.rs"]
+mod scan_tests;
