@@ -12,6 +12,7 @@ import sys
 import pytest
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from gatewaykit import Client, start_gateway, start_simulator, wait_until
 from tickgate import DecodeError, FeedProcessor, FrameError, Update
@@ -182,3 +183,20 @@ async def test_failed_start_leaves_nothing_running() -> None:
         assert len(leftovers) == 1  # only gw1's
     finally:
         await gw1.stop()
+
+
+async def test_oversize_message_closes_only_that_client_with_1009() -> None:
+    gw = await start_gateway(None, simulator_rate=20.0, max_message_bytes=4096)
+    try:
+        bystander = await Client.connect(gw)
+        await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"]})
+        async with connect(gw.url, ping_interval=None, close_timeout=1, max_size=None) as ws:
+            await ws.send('{"action":"subscribe","symbols":["' + "A" * 10_000 + '"]}')
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await bystander.push()  # unaffected
+        assert (await bystander.request({"action": "ping"}))["type"] == "pong"
+        await bystander.close()
+    finally:
+        await gw.stop()
