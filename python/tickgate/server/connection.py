@@ -17,6 +17,7 @@ import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tickgate.errors import ErrorCode
+from tickgate.framing import MessageAssembler, MessageTooLarge
 from tickgate.server.protocol import error_message
 
 if TYPE_CHECKING:
@@ -33,9 +34,8 @@ CLOSE_GRACE_S = 2.0
 
 class ClientConnection(WSListener):
     __slots__ = (
+        "_assembler",
         "_buffer_size",
-        "_fragments",
-        "_fragments_size",
         "_gateway",
         "_writelines",
         "closed",
@@ -50,8 +50,7 @@ class ClientConnection(WSListener):
         self.peer = "-"
         self.closed = False
         self.pending: list[bytes] = []
-        self._fragments: list[bytes] | None = None
-        self._fragments_size = 0
+        self._assembler = MessageAssembler(gateway.config.max_message_bytes)
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.peer}>"
@@ -70,27 +69,17 @@ class ClientConnection(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if frame.fin:
-                self._gateway._on_client_message(self, frame.get_payload_as_bytes())
-            else:
-                self._fragments = [frame.get_payload_as_bytes()]
-                self._fragments_size = len(self._fragments[0])
-        elif kind is WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                return  # a continuation with no start: nothing to add it to
-            part = frame.get_payload_as_bytes()
-            self._fragments.append(part)
-            self._fragments_size += len(part)
-            if self._fragments_size > self._gateway.config.max_message_bytes:
-                self._fragments = None
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
+            try:
+                message = self._assembler.add(frame)
+            except MessageTooLarge:
                 self.send_message(
                     error_message(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes")
                 )
                 self.close(CLOSE_TOO_BIG, "message too big")
-            elif frame.fin:
-                payload, self._fragments = b"".join(self._fragments), None
-                self._gateway._on_client_message(self, payload)
+                return
+            if message is not None:
+                self._gateway._on_client_message(self, message)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).

@@ -23,38 +23,34 @@ class GatewayCollector(Collector):
     def collect(self) -> Iterator[Any]:
         s = self._stats()
         up = s["upstream"]
-        yield GaugeMetricFamily(
-            "tickgate_connections", "Open client WebSocket connections.", value=s["connections"]
-        )
-        yield GaugeMetricFamily(
-            "tickgate_subscribed_channels", "Channels with at least one subscriber.", value=s["channels"]
-        )
-        yield GaugeMetricFamily(
-            "tickgate_subscriptions", "Client x channel subscriptions.", value=s["subscriptions"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_updates_in", "Updates decoded from providers.", value=s["updates_in"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_messages_out", "Update frames written to clients.", value=s["messages_out"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_upstream_reconnects", "Provider reconnects.", value=up["reconnects"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_upstream_frames", "Frames received from providers.", value=up["frames_in"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_upstream_decode_errors", "Provider frames the core refused.", value=up["decode_errors"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_client_errors", "Error replies sent to clients.", value=s["client_errors"]
-        )
-        yield CounterMetricFamily(
-            "tickgate_slow_consumers_dropped",
-            "Clients dropped for a full send buffer.",
-            value=s["slow_consumers_dropped"],
-        )
+        for family, name, doc, value in (
+            (GaugeMetricFamily, "connections", "Open client WebSocket connections.", s["connections"]),
+            (
+                GaugeMetricFamily,
+                "subscribed_channels",
+                "Channels with at least one subscriber.",
+                s["channels"],
+            ),
+            (GaugeMetricFamily, "subscriptions", "Client x channel subscriptions.", s["subscriptions"]),
+            (CounterMetricFamily, "updates_in", "Updates decoded from providers.", s["updates_in"]),
+            (CounterMetricFamily, "messages_out", "Update frames written to clients.", s["messages_out"]),
+            (CounterMetricFamily, "upstream_reconnects", "Provider reconnects.", up["reconnects"]),
+            (CounterMetricFamily, "upstream_frames", "Frames received from providers.", up["frames_in"]),
+            (
+                CounterMetricFamily,
+                "upstream_decode_errors",
+                "Provider frames the core refused.",
+                up["decode_errors"],
+            ),
+            (CounterMetricFamily, "client_errors", "Error replies sent to clients.", s["client_errors"]),
+            (
+                CounterMetricFamily,
+                "slow_consumers_dropped",
+                "Clients dropped for a full send buffer.",
+                s["slow_consumers_dropped"],
+            ),
+        ):
+            yield family(f"tickgate_{name}", doc, value=value)
         ready = GaugeMetricFamily(
             "tickgate_upstream_ready", "1 when the provider connection is ready.", labels=["provider"]
         )

@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
+from tickgate.framing import MessageAssembler, MessageTooLarge
+
 from . import itick_protocol as protocol
 from .market import Symbol
 
@@ -54,10 +56,9 @@ class ItickSession(WSListener):
     """One client connection: its auth state, its subscriptions and the iTick command handling."""
 
     __slots__ = (
+        "_assembler",
         "_auth_timer",
         "_closed",
-        "_fragments",
-        "_fragments_size",
         "_simulator",
         "_upgrade_token",
         "authenticated",
@@ -78,8 +79,7 @@ class ItickSession(WSListener):
         # The same types as a tuple in push order, rebuilt on every change so the emitter does not sort.
         self.push_types: dict[str, tuple[str, ...]] = {}
         self._auth_timer: asyncio.TimerHandle | None = None
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        self._assembler = MessageAssembler(MAX_MESSAGE_BYTES)
         self._closed = False
         self.write_paused = False
 
@@ -167,30 +167,13 @@ class ItickSession(WSListener):
             return
         if msg_type in (WSMsgType.PING, WSMsgType.PONG):
             return  # picows already answered pings (enable_auto_pong)
-        if msg_type == WSMsgType.CONTINUATION:
-            if not self._fragments:
-                return  # a continuation without a start: nothing to attach it to
-            self._append_fragment(frame)
-            if frame.fin:
-                payload = b"".join(self._fragments)
-                self._fragments.clear()
-                self._fragments_size = 0
-                self._on_message(payload)
-            return
-        if not frame.fin:
-            self._fragments.clear()
-            self._fragments_size = 0
-            self._append_fragment(frame)
-            return
-        self._on_message(frame.get_payload_as_bytes())
-
-    def _append_fragment(self, frame: WSFrame) -> None:
-        self._fragments_size += frame.payload_size
-        if self._fragments_size > MAX_MESSAGE_BYTES:
-            self._fragments.clear()
+        try:
+            message = self._assembler.add(frame)
+        except MessageTooLarge:
             self.close(WSCloseCode.MESSAGE_TOO_BIG.value, "message too big")
             return
-        self._fragments.append(frame.get_payload_as_bytes())
+        if message is not None:
+            self._on_message(message)
 
     def _on_message(self, payload: bytes) -> None:
         command = protocol.decode_command(payload)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tickgate._core import ControlEvent, DecodeError, FeedProcessor, Update, split_channel
+from tickgate.framing import MessageAssembler, MessageTooLarge
 from tickgate.upstream.backoff import Backoff
 from tickgate.upstream.base import RejectSink, UpdateSink, UpstreamState
 
@@ -35,32 +36,21 @@ class _Listener(WSListener):
 
     def __init__(self, adapter: ItickAdapter) -> None:
         self._adapter = adapter
-        self._fragments: list[bytes] | None = None
-        self._fragments_size = 0
+        self._assembler = MessageAssembler(adapter.max_message_bytes)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._adapter._on_connected(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if frame.fin:
-                self._adapter._on_frame(frame.get_payload_as_bytes())
-            else:
-                self._fragments = [frame.get_payload_as_bytes()]
-                self._fragments_size = len(self._fragments[0])
-        elif kind is WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                return
-            part = frame.get_payload_as_bytes()
-            self._fragments.append(part)
-            self._fragments_size += len(part)
-            if self._fragments_size > self._adapter.max_message_bytes:
-                self._fragments = None
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
+            try:
+                message = self._assembler.add(frame)
+            except MessageTooLarge:
                 self._adapter._refuse_oversize()
-            elif frame.fin:
-                payload, self._fragments = b"".join(self._fragments), None
-                self._adapter._on_frame(payload)
+                return
+            if message is not None:
+                self._adapter._on_frame(message)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             log.info("provider closed the connection: %s %s", code, frame.get_close_message())
@@ -171,7 +161,7 @@ class ItickAdapter:
         if not gone or self._state is not UpstreamState.READY:
             return
         if self._unsubscribe_mode == "message":
-            for symbols, types in _group(gone, self._chunk):
+            for symbols, types, _ in _group_with_channels(gone, self._chunk):
                 self._send({"ac": "unsubscribe", "params": ",".join(symbols), "types": ",".join(types)})
         else:
             # No unsubscribe in the provider's protocol: re-send the reduced set.
@@ -385,7 +375,3 @@ def _group_with_channels(channels: Iterable[str], chunk: int) -> list[tuple[list
             part = symbols[i : i + chunk]
             out.append((part, list(kinds), [f"{s}:{k}" for s in part for k in kinds]))
     return out
-
-
-def _group(channels: Iterable[str], chunk: int) -> list[tuple[list[str], list[str]]]:
-    return [(symbols, kinds) for symbols, kinds, _ in _group_with_channels(channels, chunk)]

@@ -1,0 +1,44 @@
+"""Reassembly of fragmented WebSocket messages, shared by the client and provider sides.
+
+picows hands over frames as they arrive (a message split into frames comes as a first frame
+with ``fin`` unset, then ``CONTINUATION`` frames); both ends of the gateway need whole
+messages, bounded in size.
+"""
+
+from __future__ import annotations
+
+from picows import WSFrame, WSMsgType
+
+
+class MessageTooLarge(Exception):
+    """The message being reassembled passed the size limit; its parts were discarded."""
+
+
+class MessageAssembler:
+    __slots__ = ("_limit", "_parts", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[bytes] | None = None
+        self._size = 0
+
+    def add(self, frame: WSFrame) -> bytes | None:
+        """Takes a TEXT, BINARY or CONTINUATION frame; returns the whole message once its last
+        frame arrived, else None. Raises ``MessageTooLarge`` past the limit."""
+        payload = frame.get_payload_as_bytes()
+        if frame.msg_type is not WSMsgType.CONTINUATION:
+            if frame.fin:
+                return payload
+            self._parts, self._size = [payload], len(payload)
+            return None
+        if self._parts is None:
+            return None  # a continuation with no start: nothing to add it to
+        self._parts.append(payload)
+        self._size += len(payload)
+        if self._size > self._limit:
+            self._parts = None
+            raise MessageTooLarge(f"message over {self._limit} bytes")
+        if not frame.fin:
+            return None
+        message, self._parts = b"".join(self._parts), None
+        return message
