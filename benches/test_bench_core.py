@@ -28,10 +28,10 @@ def test_per_frame(benchmark, kind: str, impl: str) -> None:
     benchmark.group = f"per-frame {kind}"
     benchmark.extra_info.update(frame_bytes=len(frame), impl=impl)
     if impl == "tickgate-core":
-        ingest = FeedProcessor().ingest
+        ingest = FeedProcessor("itick").ingest
 
         def run() -> bytes:
-            return ingest(frame, RECV_MS)[0].json_frame
+            return ingest(frame, RECV_MS)[0][0].json_frame
     else:
         process = MsgspecPipeline().process
 
@@ -47,10 +47,10 @@ def test_batch_1000_mixed(benchmark, impl: str) -> None:
     benchmark.group = "batch of 1000 mixed frames"
     benchmark.extra_info.update(frames=len(BATCH), impl=impl)
     if impl == "tickgate-core":
-        ingest_many = FeedProcessor().ingest_many
+        ingest_many = FeedProcessor("itick").ingest_many
 
         def run() -> list[bytes]:
-            return [e.json_frame for e in ingest_many(BATCH, RECV_MS)]
+            return [e.json_frame for e in ingest_many(BATCH, RECV_MS)[0]]
     else:
         process = MsgspecPipeline().process
 
@@ -63,9 +63,9 @@ def test_batch_1000_mixed(benchmark, impl: str) -> None:
 def test_encode_protobuf_frame(benchmark) -> None:
     """Informational: the second encoding, per update (no baseline peer)."""
     benchmark.group = "protobuf frame per update"
-    p = FeedProcessor()
+    p = FeedProcessor("itick")
     frame = SINGLE["quote"]
-    benchmark(lambda: p.ingest(frame, RECV_MS)[0].protobuf_frame)
+    benchmark(lambda: p.ingest(frame, RECV_MS)[0][0].protobuf_frame)
 
 
 class Conn:

@@ -19,7 +19,7 @@ fn main() {
         let decode = best_of_5(n, || {
             std::hint::black_box(itick::decode(std::hint::black_box(f), &mut sym).is_ok());
         });
-        let mut p = FeedProcessor::new(ProcessorConfig::default());
+        let mut p = FeedProcessor::new(ProcessorConfig::new(tickgate_core::providers::Provider::Itick));
         let mut out = Vec::new();
         let process = best_of_5(n, || {
             out.clear();

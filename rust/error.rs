@@ -1,5 +1,6 @@
-//! The core's one error type. Each variant maps to a stable code from the project's error
-//! catalogue (docs/protocol.md, "Error codes"), which is what clients and logs see.
+//! The one error-code catalogue. Every code a client, an embedding service or a log sees is a
+//! variant here; Python builds its `ErrorCode` enum from `ErrorCode::ALL` (exported by
+//! `rust/py`), and docs/protocol.md's table is checked against it by a test.
 
 use std::fmt;
 
@@ -9,25 +10,84 @@ pub enum ErrorCode {
     InvalidJson,
     /// Valid JSON, but not a frame shape the provider sends.
     InvalidFrame,
+    /// A client request whose fields are missing or of the wrong type.
+    InvalidMessage,
+    /// A provider frame with a required field missing or out of range.
+    InvalidField,
+    /// A client request with an action the gateway does not know.
+    UnknownAction,
     /// A symbol that is not `CODE$REGION` / `CODE.REGION`.
     InvalidSymbol,
-    /// A required field is missing or a field has the wrong type or range.
-    InvalidField,
     /// A market-data `type` the core does not know.
     InvalidType,
+    /// A delivery mode or batch interval the gateway does not allow.
+    InvalidMode,
     /// A frame larger than the configured maximum.
     FrameTooLarge,
+    /// A subscription over a configured or provider limit.
+    SubscriptionLimit,
+    /// The provider refused a subscription the client asked for.
+    UpstreamRejected,
+    /// A client that did not read fast enough; it is closed with 1013.
+    SlowConsumer,
+    /// A gateway fault; the request was not applied.
+    Internal,
 }
 
 impl ErrorCode {
+    /// Every code, in catalogue order.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidFrame,
+        ErrorCode::InvalidMessage,
+        ErrorCode::InvalidField,
+        ErrorCode::UnknownAction,
+        ErrorCode::InvalidSymbol,
+        ErrorCode::InvalidType,
+        ErrorCode::InvalidMode,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::SubscriptionLimit,
+        ErrorCode::UpstreamRejected,
+        ErrorCode::SlowConsumer,
+        ErrorCode::Internal,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidFrame => "invalid_frame",
-            ErrorCode::InvalidSymbol => "invalid_symbol",
+            ErrorCode::InvalidMessage => "invalid_message",
             ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::InvalidSymbol => "invalid_symbol",
             ErrorCode::InvalidType => "invalid_type",
+            ErrorCode::InvalidMode => "invalid_mode",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::SubscriptionLimit => "subscription_limit",
+            ErrorCode::UpstreamRejected => "upstream_rejected",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// One line for the docs table and `tickgate.CATALOGUE`.
+    pub const fn description(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "The bytes are not JSON (or not UTF-8).",
+            ErrorCode::InvalidFrame => "Valid JSON, but not a frame shape the provider sends.",
+            ErrorCode::InvalidMessage => "A client request whose fields are missing or of the wrong type.",
+            ErrorCode::InvalidField => "A provider frame with a required field missing or out of range.",
+            ErrorCode::UnknownAction => "A client request with an action the gateway does not know.",
+            ErrorCode::InvalidSymbol => "A symbol that is not CODE$REGION or CODE.REGION.",
+            ErrorCode::InvalidType => "A data type other than tick, quote, depth, kline@1..kline@10.",
+            ErrorCode::InvalidMode => {
+                "A delivery mode other than immediate or batch, or a batch interval out of range."
+            }
+            ErrorCode::FrameTooLarge => "A frame larger than the configured maximum.",
+            ErrorCode::SubscriptionLimit => "A subscription over a configured or provider limit.",
+            ErrorCode::UpstreamRejected => "The provider refused a subscription the client asked for.",
+            ErrorCode::SlowConsumer => "The client did not read fast enough; it is closed with 1013.",
+            ErrorCode::Internal => "A gateway fault; the request was not applied.",
         }
     }
 }
@@ -56,3 +116,18 @@ impl fmt::Display for CoreError {
 impl std::error::Error for CoreError {}
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_complete_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(code.description().ends_with('.'));
+        }
+    }
+}

@@ -17,7 +17,7 @@ from benches.baseline_msgspec import MsgspecPipeline
 
 
 def test_baseline_emits_the_same_json_as_the_core() -> None:
-    core, baseline = FeedProcessor(), MsgspecPipeline()
+    core, baseline = FeedProcessor("itick"), MsgspecPipeline()
     frames = [
         QUOTE,
         TICK,
@@ -28,7 +28,7 @@ def test_baseline_emits_the_same_json_as_the_core() -> None:
         tick("aapl.us", 225.3, 7),
     ]
     for frame in frames:
-        (u,) = core.ingest(frame, 42)
+        (u,), _ = core.ingest(frame, 42)
         framed = baseline.process(frame, 42)
         assert framed is not None
         assert framed[0] == 0x81

@@ -24,7 +24,8 @@ from frames import (
 
 
 def one(frame: bytes | str) -> Update | ControlEvent:
-    (event,) = FeedProcessor(epoch="e").ingest(frame, 1)
+    updates, controls = FeedProcessor("itick", epoch="e").ingest(frame, 1)
+    (event,) = updates + controls
     return event
 
 
@@ -105,9 +106,9 @@ def test_symbol_spellings(spelling: str) -> None:
 
 
 def test_accepts_str_bytearray_and_memoryview() -> None:
-    p = FeedProcessor()
+    p = FeedProcessor("itick")
     for frame in (TICK, TICK.decode(), bytearray(TICK), memoryview(TICK)):
-        (u,) = p.ingest(frame)
+        (u,), _ = p.ingest(frame)
         assert isinstance(u, Update)
     with pytest.raises(TypeError):
         p.ingest(12345)  # type: ignore[arg-type]
@@ -130,13 +131,13 @@ def test_accepts_str_bytearray_and_memoryview() -> None:
 )
 def test_malformed_frames_raise_named_errors(frame: bytes, code: str) -> None:
     with pytest.raises(DecodeError) as info:
-        FeedProcessor().ingest(frame)
+        FeedProcessor("itick").ingest(frame)
     assert info.value.code == code
     assert isinstance(info.value, ValueError)
 
 
 def test_specific_exception_classes() -> None:
-    p = FeedProcessor()
+    p = FeedProcessor("itick")
     with pytest.raises(tickgate.InvalidSymbolError):
         p.ingest(b'{"code":1,"data":{"s":"AAPL","ld":1,"type":"tick"}}')
     with pytest.raises(tickgate.InvalidTypeError):
@@ -144,27 +145,29 @@ def test_specific_exception_classes() -> None:
 
 
 def test_oversize_frame_is_refused() -> None:
-    p = FeedProcessor(max_frame_bytes=64)
+    p = FeedProcessor("itick", max_frame_bytes=64)
     with pytest.raises(DecodeError) as info:
         p.ingest(b" " * 65)
     assert info.value.code == "frame_too_large"
 
 
 def test_batch_keeps_going_past_bad_frames() -> None:
-    p = FeedProcessor()
-    events = p.ingest_many([GREETING, b"{garbage", QUOTE, b'{"code":1,"data":{"s":"X","type":"tick"}}', TICK])
-    kinds = [type(e).__name__ for e in events]
-    assert kinds == ["ControlEvent", "FrameError", "Update", "FrameError", "Update"]
-    errors = [e for e in events if isinstance(e, FrameError)]
+    p = FeedProcessor("itick")
+    updates, controls, errors = p.ingest_many(
+        [GREETING, b"{garbage", QUOTE, b'{"code":1,"data":{"s":"X","type":"tick"}}', TICK]
+    )
+    assert [u.kind for u in updates] == ["quote", "tick"]
+    assert [c.kind for c in controls] == ["connected"]
+    assert all(isinstance(e, FrameError) for e in errors)
     assert [(e.index, e.code) for e in errors] == [(1, "invalid_json"), (3, "invalid_symbol")]
     assert p.stats() == {"frames": 5, "updates": 2, "errors": 2, "symbols": 1}
 
 
 def test_bad_frame_leaves_state_untouched() -> None:
-    p = FeedProcessor()
+    p = FeedProcessor("itick")
     with pytest.raises(DecodeError):
         p.ingest(b'{"code":1,"data":{"s":"AAPL$US","ld":"x","type":"tick"}}')
-    (u,) = p.ingest(TICK)
+    (u,), _ = p.ingest(TICK)
     assert u.seq == 1
 
 

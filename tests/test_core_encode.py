@@ -13,10 +13,10 @@ from frames import DEPTH, KLINE_NESTED, QUOTE, TICK
 
 
 def updates(*frames: bytes) -> list[Update]:
-    p = FeedProcessor(epoch="e1")
+    p = FeedProcessor("itick", epoch="e1")
     out = []
     for f in frames:
-        (u,) = p.ingest(f, 1_731_689_500_000)
+        (u,), _ = p.ingest(f, 1_731_689_500_000)
         assert isinstance(u, Update)
         out.append(u)
     return out
@@ -119,7 +119,10 @@ def test_protobuf_round_trip_matches_normalized_fields(frame: bytes) -> None:
 def test_ws_frames_wrap_the_same_bytes() -> None:
     (u,) = updates(QUOTE)
     assert parse_ws_frame(u.json_frame) == (0x1, u.json)
-    assert parse_ws_frame(u.protobuf_frame) == (0x2, u.protobuf)
+    opcode, payload = parse_ws_frame(u.protobuf_frame)
+    message = proto.ServerMessage.FromString(payload)
+    assert opcode == 0x2 and message.WhichOneof("message") == "update"
+    assert message.update.SerializeToString() == u.protobuf
     assert parse_ws_frame(tickgate.ws_frame(b"x" * 70_000, binary=True)) == (0x2, b"x" * 70_000)
 
 

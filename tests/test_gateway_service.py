@@ -54,7 +54,7 @@ async def test_healthz_and_metrics() -> None:
         assert metrics["tickgate_connections"] == 1
         assert metrics["tickgate_subscriptions"] == 2
         assert metrics["tickgate_updates_in_total"] >= 1
-        assert metrics["tickgate_messages_out_total"] >= 1
+        assert metrics["tickgate_deliveries_total"] >= 1
         assert metrics['tickgate_upstream_ready{provider="itick"}'] == 1
 
         assert (await asyncio.to_thread(http_get, base + "/nope"))[0] == 404

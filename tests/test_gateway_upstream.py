@@ -25,7 +25,7 @@ async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
         await asyncio.sleep(0.1)
         # The second client's channel was already upstream: no new upstream subscribe.
         assert [c for c in sim.commands if c.get("ac") == "subscribe"] == subscribes
-        assert gw.index.count("AAPL$US:quote") == 2
+        assert gw.dispatcher.subscription_count == 3  # a: quote + tick, b: quote
 
         await a.request({"action": "unsubscribe", "symbols": ["AAPL$US"]})
         await wait_until(
@@ -33,7 +33,7 @@ async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
         )
         await b.close()  # the last holder leaves by disconnecting
         await wait_until(lambda: "AAPL$US" not in sim.subscriptions(), what="quote dropped upstream")
-        assert gw.index.channel_count == 0
+        assert gw.dispatcher.channel_count == 0
         await a.close()
     finally:
         await gw.stop()

@@ -24,17 +24,17 @@ QUOTE = b'{"code":1,"data":{"s":"AAPL.US","ld":1.5,"t":1731689407000,"type":"quo
 
 
 def test_batch_keeps_its_updates_when_an_item_is_not_a_frame() -> None:
-    p = FeedProcessor()
-    events = p.ingest_many([QUOTE, 42, "\ud800", QUOTE])  # type: ignore[list-item]
-    assert [type(e).__name__ for e in events] == ["Update", "FrameError", "FrameError", "Update"]
-    bad = [e for e in events if isinstance(e, FrameError)]
+    p = FeedProcessor("itick")
+    updates, _, bad = p.ingest_many([QUOTE, 42, "\ud800", QUOTE])  # type: ignore[list-item]
+    assert all(isinstance(e, FrameError) for e in bad)
     assert [(e.index, e.code) for e in bad] == [(1, "invalid_frame"), (2, "invalid_json")]
-    assert [e.seq for e in events if isinstance(e, Update)] == [1, 2]  # no sequence number lost
+    assert all(isinstance(u, Update) for u in updates)
+    assert [u.seq for u in updates] == [1, 2]  # no sequence number lost
 
 
 def test_unencodable_text_is_a_decode_error() -> None:
     with pytest.raises(DecodeError) as info:
-        FeedProcessor().ingest("\ud800")
+        FeedProcessor("itick").ingest("\ud800")
     assert info.value.code == "invalid_json"
 
 
@@ -80,7 +80,9 @@ async def test_request_id_null_is_echoed() -> None:
 
 
 async def test_client_flooding_requests_without_reading_is_dropped() -> None:
-    gw = await start_gateway(None, simulator_rate=0.0, max_send_buffer_bytes=256 * 1024)
+    gw = await start_gateway(
+        None, simulator_rate=0.0, max_send_buffer_bytes=256 * 1024, slow_consumer_soft_cap_bytes=64 * 1024
+    )
     try:
         # max_queue=1: the client library stops reading, so replies back up to the gateway.
         async with connect(gw.url, max_queue=1, ping_interval=None, close_timeout=0.5) as ws:
@@ -88,10 +90,10 @@ async def test_client_flooding_requests_without_reading_is_dropped() -> None:
             await ws.send(json.dumps({"action": "subscribe", "symbols": symbols, "types": ["quote", "tick"]}))
             for _ in range(2000):
                 await ws.send('{"action":"query_subscribe"}')
-                if gw.slow_consumers_dropped:
+                if gw.hub.counters.slow_consumers_closed:
                     break
-            await wait_until(lambda: gw.slow_consumers_dropped == 1, what="drop")
-            await wait_until(lambda: gw.index.channel_count == 0, what="subscriptions released")
+            await wait_until(lambda: gw.hub.counters.slow_consumers_closed == 1, what="drop")
+            await wait_until(lambda: gw.dispatcher.channel_count == 0, what="subscriptions released")
         other = await Client.connect(gw)  # the gateway serves others as before
         assert (await other.request({"action": "ping"}))["type"] == "pong"
         await other.close()
@@ -123,10 +125,10 @@ async def test_client_that_closes_without_reading_is_released_at_once() -> None:
     try:
         _reader, writer = await raw_client(gw.port)
         writer.write(masked(0x1, b'{"action":"subscribe","symbols":["AAPL$US","MSFT$US"],"types":["tick"]}'))
-        await wait_until(lambda: gw.index.channel_count == 2, what="subscribed")
+        await wait_until(lambda: gw.dispatcher.channel_count == 2, what="subscribed")
         writer.write(masked(0x8, (1000).to_bytes(2, "big")))  # CLOSE, then never read again
         await wait_until(
-            lambda: gw.index.channel_count == 0 and gw.stats()["connections"] == 0, what="release"
+            lambda: gw.dispatcher.channel_count == 0 and gw.stats()["connections"] == 0, what="release"
         )
         await wait_until(lambda: not sim.subscriptions(), what="upstream dropped")
         writer.close()
@@ -151,7 +153,7 @@ async def test_fragmented_provider_messages_are_reassembled() -> None:
     url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/stock"
     gw = await start_gateway(None, upstream_url=url, upstream_token="t")
     try:
-        await wait_until(lambda: gw.updates_in == 1, what="reassembled update")
+        await wait_until(lambda: gw.hub.counters.updates_in == 1, what="reassembled update")
         assert gw.upstream.decode_errors == 0
     finally:
         await gw.stop()

@@ -50,9 +50,22 @@ class GatewayConfig:
     # Clients
     max_message_bytes: int = 64 * 1024
     max_channels_per_connection: int = 2000
+    #: Hard cap on a client's unsent bytes: past it the client is closed (1013).
     max_send_buffer_bytes: int = 8 * 1024 * 1024
+    #: Soft cap: past it a client's updates are conflated until its socket drains.
+    slow_consumer_soft_cap_bytes: int = 256 * 1024
+    #: A client kept over the soft cap this long is closed (1013).
+    slow_consumer_lag_timeout: float = 10.0
     client_ping_interval: float = 30.0
     client_pong_timeout: float = 15.0
+    # Batch mode (per connection: ?mode=batch&interval_ms=N or the set_mode command)
+    batch_interval_ms: int = 500
+    batch_interval_min_ms: int = 50
+    batch_interval_max_ms: int = 60_000
+    #: Ticks held per connection while batching or conflating; past it the oldest are dropped.
+    batch_tick_cap: int = 1000
+    #: Granularity of batch deadlines (the timer wheel's tick).
+    batch_timer_resolution_ms: int = 10
     # Embedded simulator (used only when upstream_url is unset)
     simulator_rate: float = 2.0
     simulator_seed: int = 1
@@ -71,6 +84,13 @@ class GatewayConfig:
             raise ConfigError("upstream_subscribe_chunk must be at least 1")
         if self.upstream_backoff_initial <= 0 or self.upstream_backoff_max < self.upstream_backoff_initial:
             raise ConfigError("need 0 < upstream_backoff_initial <= upstream_backoff_max")
+        if not self.batch_interval_min_ms <= self.batch_interval_ms <= self.batch_interval_max_ms:
+            raise ConfigError(
+                "need batch_interval_min_ms <= batch_interval_ms <= batch_interval_max_ms "
+                f"(got {self.batch_interval_min_ms}, {self.batch_interval_ms}, {self.batch_interval_max_ms})"
+            )
+        if self.slow_consumer_soft_cap_bytes >= self.max_send_buffer_bytes:
+            raise ConfigError("slow_consumer_soft_cap_bytes must be below max_send_buffer_bytes")
         if self.upstream_url is not None and not self.upstream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"upstream_url must be a ws:// or wss:// URL (got {self.upstream_url!r})")
 
@@ -92,6 +112,11 @@ _POSITIVE = (
     "max_send_buffer_bytes",
     "client_ping_interval",
     "client_pong_timeout",
+    "slow_consumer_soft_cap_bytes",
+    "slow_consumer_lag_timeout",
+    "batch_interval_min_ms",
+    "batch_tick_cap",
+    "batch_timer_resolution_ms",
 )
 _HINTS = get_type_hints(GatewayConfig)
 NAMES = tuple(f.name for f in fields(GatewayConfig))

@@ -15,18 +15,21 @@ class MessageTooLarge(Exception):
 
 
 class MessageAssembler:
-    __slots__ = ("_limit", "_parts", "_size")
+    __slots__ = ("_limit", "_parts", "_size", "last_binary")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._parts: list[bytes] | None = None
         self._size = 0
+        #: Whether the last whole message returned was BINARY (else TEXT).
+        self.last_binary = False
 
     def add(self, frame: WSFrame) -> bytes | None:
         """Takes a TEXT, BINARY or CONTINUATION frame; returns the whole message once its last
         frame arrived, else None. Raises ``MessageTooLarge`` past the limit."""
         payload = frame.get_payload_as_bytes()
         if frame.msg_type is not WSMsgType.CONTINUATION:
+            self.last_binary = frame.msg_type is WSMsgType.BINARY
             if frame.fin:
                 return payload
             self._parts, self._size = [payload], len(payload)

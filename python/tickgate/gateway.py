@@ -1,13 +1,18 @@
-"""``Gateway``: the embeddable gateway object the CLI is a thin shell over.
+"""``Gateway``: the embeddable gateway object the CLI is a thin shell over. It wires the roles
+together and does nothing else:
+
+- ingest: the provider adapter (or the embedded simulator feed), the subscription pool and the
+  core's ``FeedProcessor`` (decode, normalize, derive, sequence);
+- edge: the ``EdgeHub`` with the core's ``Dispatcher`` (fan-out, outboxes, batches) and the
+  listener for clients, ``/healthz`` and ``/metrics``.
+
+One update's path: provider frame -> adapter -> ``FeedProcessor.ingest`` -> ``EdgeHub.publish``
+-> ``Dispatcher`` -> one buffer per client per event-loop turn. Interest flows back the other
+way: client subscribe -> dispatcher (first receiver) -> pool -> adapter.
 
     async with Gateway(GatewayConfig(port=0)) as gw:
         print(gw.url)            # clients connect here
         await gw.serve_forever()
-
-One update's path: provider frame -> ``ItickAdapter`` -> core (decode, normalize, derive,
-sequence) -> ``Update`` -> ``SubscriptionIndex.receivers`` -> the same framed bytes written to
-each receiver. A service that has its own feed calls ``feed(frame)`` to push provider
-frames through the same path.
 """
 
 from __future__ import annotations
@@ -19,16 +24,15 @@ from typing import Any
 
 from picows import WSCloseCode, ws_create_server
 
-from tickgate._core import FeedProcessor, SubscriptionIndex, Update
+from tickgate._core import FeedProcessor
 from tickgate.config import GatewayConfig
-from tickgate.errors import ErrorCode
-from tickgate.server.connection import ClientConnection
-from tickgate.server.listener import make_router
-from tickgate.server.metrics import make_registry
-from tickgate.server.protocol import CommandHandler, error_message
+from tickgate.edge.hub import EdgeHub, make_dispatcher
+from tickgate.edge.listener import make_router
+from tickgate.edge.metrics import make_renderer
 from tickgate.upstream.base import UpstreamState
 from tickgate.upstream.itick import ItickAdapter
 from tickgate.upstream.pool import SubscriptionPool
+from tickgate.upstream.settings import UpstreamSettings
 
 log = logging.getLogger("tickgate.gateway")
 
@@ -39,21 +43,15 @@ CLOSE_GRACE_S = 2.0
 class Gateway:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config or GatewayConfig()
-        self.processor = FeedProcessor("itick")
-        self.index = SubscriptionIndex()
+        self.processor = FeedProcessor(ItickAdapter.provider)
+        self.dispatcher = make_dispatcher(self.config)
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self.pool: SubscriptionPool | None = None
-        self.commands: CommandHandler | None = None
-        self.metrics_registry = make_registry(self.stats)
+        self.hub: EdgeHub | None = None
+        self._render_metrics = make_renderer(self.stats)
         self._server: Any = None
-        self._connections: set[ClientConnection] = set()
         self._stopped = asyncio.Event()
-        self._receivers = self.index.receivers
-        self._dirty: list[ClientConnection] = []
-        self.updates_in = 0
-        self.messages_out = 0
-        self.slow_consumers_dropped = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -71,30 +69,17 @@ class Gateway:
         if cfg.embedded_upstream:
             url, token = await self._start_simulator()
         assert url is not None
-        self.upstream = ItickAdapter(
-            url,
-            token,
-            self.processor,
-            self.publish,
-            self._on_upstream_refused,
-            auth=cfg.upstream_auth,
-            unsubscribe_mode=cfg.upstream_unsubscribe,
-            ping_interval=cfg.upstream_ping_interval,
-            pong_timeout=cfg.upstream_pong_timeout,
-            idle_timeout=cfg.upstream_idle_timeout,
-            data_timeout=cfg.upstream_data_timeout,
-            connect_timeout=cfg.upstream_connect_timeout,
-            backoff_initial=cfg.upstream_backoff_initial,
-            backoff_max=cfg.upstream_backoff_max,
-            subscribe_chunk=cfg.upstream_subscribe_chunk,
-        )
-        self.pool = SubscriptionPool(self.index, self.upstream, self._notify_refused)
-        self.commands = CommandHandler(
-            self.pool, epoch=self.processor.epoch, max_channels_per_connection=cfg.max_channels_per_connection
-        )
+        # Updates flow adapter -> hub; interest flows hub -> pool -> adapter; refusals flow
+        # adapter -> pool -> hub.
+        self.pool = SubscriptionPool()
+        self.hub = EdgeHub(cfg, self.dispatcher, self.pool, self.processor.epoch)
+        self.pool.on_refused(self.hub.on_refused)
+        settings = UpstreamSettings.from_config(cfg, url, token)
+        self.upstream = ItickAdapter(settings, self.processor, self.hub.publish, self.pool.refused)
+        self.pool.attach(self.upstream)
         await self.upstream.start()
         self._server = await ws_create_server(
-            make_router(self),
+            make_router(self.hub, self.health, self._render_metrics),
             cfg.host,
             cfg.port,
             max_frame_size=cfg.max_message_bytes,
@@ -131,8 +116,8 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        for conn in list(self._connections):
-            conn.close(WSCloseCode.GOING_AWAY, "gateway shutting down")
+        if self.hub is not None:
+            self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
         if self.upstream is not None:
             await self.upstream.stop()
         if self._server is not None:
@@ -164,75 +149,17 @@ class Gateway:
         host = self.config.host
         return f"ws://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
-    # -- data path --------------------------------------------------------------------------
-
-    def publish(self, update: Update) -> int:
-        """Fans one decoded update out to its channel's receivers; returns how many. The
-        frames are written when the current event-loop turn ends."""
-        self.updates_in += 1
-        receivers = self._receivers(update.channel)
-        if receivers:
-            frame = update.json_frame
-            for conn in receivers:
-                conn.push(frame)
-            self.messages_out += len(receivers)
-        return len(receivers)
-
-    def _mark_dirty(self, conn: ClientConnection) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._dirty.append(conn)
-
-    def _flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            try:
-                conn.flush()
-            except Exception:
-                # One broken connection must not keep the others' frames queued.
-                log.exception("flush to %r failed; dropping it", conn)
-                conn.abort()
+    # -- embedding --------------------------------------------------------------------------
 
     def feed(self, frame: bytes | str) -> int:
         """Pushes one provider (iTick-protocol) frame through the core and the fan-out, for
-        services that bring their own feed. Raises ``DecodeError`` for a malformed frame."""
-        sent = 0
-        for event in self.processor.ingest(frame):
-            if type(event) is Update:
-                sent += self.publish(event)
-        return sent
-
-    # -- clients ----------------------------------------------------------------------------
-
-    def _on_client_connected(self, conn: ClientConnection) -> None:
-        if self._stopped.is_set():
-            conn.close(WSCloseCode.GOING_AWAY, "gateway shutting down")
-            return
-        self._connections.add(conn)
-
-    def _on_client_message(self, conn: ClientConnection, payload: bytes) -> None:
-        assert self.commands is not None
-        self.commands.handle(conn, payload)
-
-    def _on_client_disconnected(self, conn: ClientConnection) -> None:
-        self._release_client(conn)
-
-    def _release_client(self, conn: ClientConnection) -> None:
-        """Forgets a client and its subscriptions; safe to call more than once."""
-        self._connections.discard(conn)
-        if self.pool is not None:
-            self.pool.remove(conn)
-
-    def _on_upstream_refused(self, channels: list[str], reason: str) -> None:
-        assert self.pool is not None
-        self.pool.on_upstream_refused(channels, reason)
-
-    def _notify_refused(self, conn: Any, channels: list[str], reason: str) -> None:
-        conn.send_message(
-            error_message(
-                ErrorCode.UPSTREAM_REJECTED, f"provider refused: {reason}", channels=sorted(channels)
-            )
-        )
+        services that bring their own feed; returns how many updates it held. Raises
+        ``DecodeError`` for a malformed frame."""
+        assert self.hub is not None, "start() the gateway first"
+        updates, _controls = self.processor.ingest(frame)
+        if updates:
+            self.hub.publish(updates)
+        return len(updates)
 
     # -- observability ----------------------------------------------------------------------
 
@@ -241,23 +168,18 @@ class Gateway:
             self.upstream.status()
             if self.upstream is not None
             else {
-                "provider": "itick",
+                "provider": ItickAdapter.name,
                 "state": UpstreamState.IDLE.value,
                 "reconnects": 0,
                 "frames_in": 0,
                 "decode_errors": 0,
             }
         )
-        return {
-            "connections": len(self._connections),
-            "channels": self.index.channel_count,
-            "subscriptions": len(self.index),
-            "updates_in": self.updates_in,
-            "messages_out": self.messages_out,
-            "client_errors": self.commands.errors_sent if self.commands else 0,
-            "slow_consumers_dropped": self.slow_consumers_dropped,
-            "upstream": up,
-        }
+        edge = self.hub.stats() if self.hub is not None else {**self.dispatcher.stats(), "connections": 0}
+        edge.setdefault("updates_in", 0)
+        edge.setdefault("client_errors", 0)
+        edge.setdefault("slow_consumers_closed", 0)
+        return {**edge, "upstream": up}
 
     def health(self) -> dict[str, Any]:
         s = self.stats()

@@ -11,7 +11,21 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from tickgate._core import FILE_DESCRIPTOR_SET
 
-__all__ = ["POOL", "Depth", "DepthLevel", "Kline", "Quote", "Tick", "Update"]
+__all__ = [
+    "POOL",
+    "Batch",
+    "ClientMessage",
+    "Depth",
+    "DepthLevel",
+    "Error",
+    "Kline",
+    "Quote",
+    "Reply",
+    "ServerMessage",
+    "Status",
+    "Tick",
+    "Update",
+]
 
 POOL = descriptor_pool.DescriptorPool()
 for _file in descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET).file:
@@ -28,3 +42,9 @@ Quote = _message("Quote")
 Depth = _message("Depth")
 DepthLevel = _message("DepthLevel")
 Kline = _message("Kline")
+ServerMessage = _message("ServerMessage")
+Batch = _message("Batch")
+Reply = _message("Reply")
+Error = _message("Error")
+Status = _message("Status")
+ClientMessage = _message("ClientMessage")

@@ -5,20 +5,55 @@
 //! provider did not send are left out, as the seed's `JSON.stringify` leaves out `undefined`.
 //! Symbols are canonical (`[A-Z0-9._-]+$[A-Z]+`), so they need no escaping.
 
-use super::wsframe::{Framed, Opcode};
+use std::ops::Range;
+
+use super::wsframe::{Framed, Opcode, MAX_HEADER};
 use crate::model::{Depth, DepthLevel, Kline, MarketUpdate, Payload, Quote, Tick};
 
 pub fn encode_update(u: &MarketUpdate) -> Vec<u8> {
-    write_update(JsonWriter(Vec::with_capacity(320)), u)
+    write_update(JsonWriter(Vec::with_capacity(320)), u).0
 }
 
-/// The JSON push with its WebSocket text-frame header, encoded in one buffer.
-pub fn encode_update_framed(u: &MarketUpdate) -> Framed {
-    Framed::seal(write_update(JsonWriter(Framed::buffer(320)), u), Opcode::Text)
+/// The JSON push with its WebSocket text-frame header, encoded in one buffer, and where its
+/// `"data"` object lies in the payload: a batch lists those objects as they are, uncopied
+/// into any other encoding.
+pub fn encode_update_framed(u: &MarketUpdate) -> (Framed, Range<usize>) {
+    let (buf, data) = write_update(JsonWriter(Framed::buffer(320)), u);
+    let data = data.start - MAX_HEADER..data.end - MAX_HEADER;
+    (Framed::seal(buf, Opcode::Text), data)
 }
 
-fn write_update(mut w: JsonWriter, u: &MarketUpdate) -> Vec<u8> {
-    w.raw(r#"{"type":"stock_quote","data":{"symbol":""#);
+/// The `{"type":"batch",...}` text frame around already-encoded data objects.
+pub fn encode_batch_framed<'a>(
+    data: impl Iterator<Item = &'a [u8]>,
+    timestamp_ms: i64,
+    dropped_ticks: u64,
+    size_hint: usize,
+) -> Vec<u8> {
+    let mut w = JsonWriter(Framed::buffer(size_hint + 64));
+    w.raw(r#"{"type":"batch","updates":["#);
+    for (i, d) in data.enumerate() {
+        if i > 0 {
+            w.raw(",");
+        }
+        w.0.extend_from_slice(d);
+    }
+    w.raw(r#"],"timestamp":"#);
+    w.int(timestamp_ms);
+    if dropped_ticks > 0 {
+        w.int_field("dropped_ticks", dropped_ticks as i64);
+    }
+    w.raw("}");
+    let mut buf = w.0;
+    let start = super::wsframe::header_before(&mut buf, MAX_HEADER, Opcode::Text);
+    buf.drain(..start);
+    buf
+}
+
+fn write_update(mut w: JsonWriter, u: &MarketUpdate) -> (Vec<u8>, Range<usize>) {
+    w.raw(r#"{"type":"stock_quote","data":"#);
+    let data_start = w.0.len();
+    w.raw(r#"{"symbol":""#);
     w.raw(&u.symbol);
     w.raw("\"");
     match &u.payload {
@@ -28,10 +63,12 @@ fn write_update(mut w: JsonWriter, u: &MarketUpdate) -> Vec<u8> {
         Payload::Kline(k) => kline(&mut w, k),
     }
     w.int_field("seq", u.seq as i64);
-    w.raw(r#"},"timestamp":"#);
+    w.raw("}");
+    let data_end = w.0.len();
+    w.raw(r#","timestamp":"#);
     w.int(u.recv_time_ms);
     w.raw("}");
-    w.0
+    (w.0, data_start..data_end)
 }
 
 fn quote(w: &mut JsonWriter, q: &Quote, time: i64) {

@@ -28,23 +28,7 @@ impl Framed {
 
     /// Writes the header for what was appended to a `Framed::buffer`.
     pub fn seal(mut buf: Vec<u8>, opcode: Opcode) -> Framed {
-        let len = buf.len() - MAX_HEADER;
-        let mut header = [0u8; MAX_HEADER];
-        header[0] = 0x80 | opcode as u8;
-        let n = if len < 126 {
-            header[1] = len as u8;
-            2
-        } else if len <= u16::MAX as usize {
-            header[1] = 126;
-            header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            4
-        } else {
-            header[1] = 127;
-            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
-        let start = MAX_HEADER - n;
-        buf[start..MAX_HEADER].copy_from_slice(&header[..n]);
+        let start = header_before(&mut buf, MAX_HEADER, opcode);
         Framed { buf, start }
     }
 
@@ -55,6 +39,29 @@ impl Framed {
     pub fn payload(&self) -> &[u8] {
         &self.buf[MAX_HEADER..]
     }
+}
+
+/// Writes a frame header for the payload `buf[payload_start..]` into the room in front of it
+/// (at least `MAX_HEADER` bytes must be free there) and returns where the frame starts.
+pub fn header_before(buf: &mut [u8], payload_start: usize, opcode: Opcode) -> usize {
+    let len = buf.len() - payload_start;
+    let mut header = [0u8; MAX_HEADER];
+    header[0] = 0x80 | opcode as u8;
+    let n = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    let start = payload_start - n;
+    buf[start..payload_start].copy_from_slice(&header[..n]);
+    start
 }
 
 /// A complete, final (FIN) unmasked frame carrying `payload`.

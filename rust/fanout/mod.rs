@@ -1,4 +1,9 @@
-//! Who receives what: the subscription index.
+//! Who receives what, and how: the subscription index, the dispatcher with its outboxes and
+//! conflation, and the timer wheel for batch deadlines.
+pub mod conflation;
+pub mod dispatcher;
 pub mod index;
+pub mod wheel;
 
+pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Mode, Outgoing};
 pub use index::{Change, ChannelId, ConnId, SubscriptionIndex};

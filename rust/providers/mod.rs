@@ -51,6 +51,14 @@ pub struct Observation {
     pub payload: Payload,
 }
 
+/// What one provider frame holds, whatever the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Control(Control),
+    /// A market observation; its canonical symbol is in the decoder's `symbol_out`.
+    Market(Observation),
+}
+
 /// The provider protocols the core decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -65,6 +73,17 @@ impl Provider {
                 ErrorCode::InvalidField,
                 format!("unknown provider {other:?}; known: itick"),
             )),
+        }
+    }
+
+    /// Decodes one frame of this provider's protocol. The canonical symbol of a market
+    /// observation is written to `symbol_out` (reused across frames, so no allocation).
+    pub fn decode(self, frame: &[u8], symbol_out: &mut String) -> CoreResult<Decoded> {
+        match self {
+            Provider::Itick => itick::decode(frame, symbol_out).map(|f| match f {
+                itick::ItickFrame::Control(c) => Decoded::Control(c),
+                itick::ItickFrame::Market(o) => Decoded::Market(o),
+            }),
         }
     }
 

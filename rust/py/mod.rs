@@ -1,5 +1,6 @@
 //! The only PyO3 code: registers `tickgate._core` and translates between Python and the core.
 
+mod dispatcher;
 mod errors;
 mod index;
 mod processor;
@@ -10,6 +11,7 @@ use pyo3::types::PyBytes;
 
 use crate::encode::protobuf::FILE_DESCRIPTOR_SET;
 use crate::encode::wsframe::{frame, Opcode};
+use crate::encode::Format;
 use crate::model::{channel_name, parse_channel, symbol, Kind};
 
 /// Canonical `CODE$REGION` for any accepted spelling; raises `InvalidSymbolError`.
@@ -59,6 +61,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<update::PyControlEvent>()?;
     m.add_class::<update::PyFrameError>()?;
     m.add_class::<index::PySubscriptionIndex>()?;
+    m.add_class::<dispatcher::PyDispatcher>()?;
+    let subprotocols: Vec<&str> = Format::ALL.iter().map(|f| f.subprotocol()).collect();
+    m.add("SUBPROTOCOLS", subprotocols)?;
     m.add_function(wrap_pyfunction!(normalize_symbol, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_type, m)?)?;
     m.add_function(wrap_pyfunction!(make_channel, m)?)?;

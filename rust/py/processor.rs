@@ -1,11 +1,15 @@
-//! `FeedProcessor` for Python: frames in, `Update` / `ControlEvent` objects out.
+//! `FeedProcessor` for Python: provider frames in; `Update`s (for the fan-out) and
+//! `ControlEvent`s (for the provider adapter) out, handed back separately.
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use std::sync::Arc;
+
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
 use super::errors::to_pyerr;
 use super::update::{PyControlEvent, PyFrameError, PyUpdate};
+use crate::encode::EncodedUpdate;
 use crate::error::{CoreError, ErrorCode};
 use crate::model::parse_channel;
 use crate::providers::Provider;
@@ -55,12 +59,22 @@ impl FrameBytes<'_> {
     }
 }
 
+/// What `ingest` returns: the updates, and the provider's control events.
+type Ingested<'py> = (Bound<'py, PyList>, Bound<'py, PyList>);
+
 impl PyFeedProcessor {
-    fn drain_into(&mut self, py: Python<'_>, out: &Bound<'_, PyList>) -> PyResult<()> {
+    fn drain_into(
+        &mut self,
+        py: Python<'_>,
+        updates: &Bound<'_, PyList>,
+        controls: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         for event in self.events.drain(..) {
             match event {
-                Event::Update(u) => out.append(Bound::new(py, PyUpdate::new(u))?)?,
-                Event::Control(c) => out.append(Bound::new(py, PyControlEvent::from(c))?)?,
+                Event::Update(u) => {
+                    updates.append(Bound::new(py, PyUpdate::new(Arc::new(EncodedUpdate::new(u))))?)?
+                }
+                Event::Control(c) => controls.append(Bound::new(py, PyControlEvent::from(c))?)?,
             }
         }
         Ok(())
@@ -70,7 +84,7 @@ impl PyFeedProcessor {
 #[pymethods]
 impl PyFeedProcessor {
     #[new]
-    #[pyo3(signature = (provider = "itick", *, epoch = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, max_symbols = DEFAULT_MAX_SYMBOLS))]
+    #[pyo3(signature = (provider, *, epoch = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, max_symbols = DEFAULT_MAX_SYMBOLS))]
     fn new(
         py: Python<'_>,
         provider: &str,
@@ -81,46 +95,46 @@ impl PyFeedProcessor {
         let provider = Provider::parse(provider).map_err(|e| to_pyerr(py, e))?;
         Ok(PyFeedProcessor {
             inner: FeedProcessor::new(ProcessorConfig {
-                provider,
                 epoch,
                 max_frame_bytes,
                 max_symbols,
+                ..ProcessorConfig::new(provider)
             }),
             events: Vec::with_capacity(4),
         })
     }
 
-    /// Decodes one frame. Raises `DecodeError` (a `ValueError`) if it is malformed; state is
-    /// then unchanged.
+    /// Decodes one frame into `(updates, controls)`. Raises `DecodeError` (a `ValueError`) if
+    /// it is malformed; state is then unchanged.
     #[pyo3(signature = (frame, recv_time_ms = None))]
     fn ingest<'py>(
         &mut self,
         py: Python<'py>,
         frame: &Bound<'py, PyAny>,
         recv_time_ms: Option<i64>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<Ingested<'py>> {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
         let frame = FrameBytes::extract(frame)?;
         let bytes = frame.bytes().map_err(|e| to_pyerr(py, e))?;
         self.inner
             .process(bytes, recv, &mut self.events)
             .map_err(|e| to_pyerr(py, e))?;
-        let out = PyList::empty(py);
-        self.drain_into(py, &out)?;
-        Ok(out)
+        let (updates, controls) = (PyList::empty(py), PyList::empty(py));
+        self.drain_into(py, &updates, &controls)?;
+        Ok((updates, controls))
     }
 
-    /// Decodes a batch (one socket read's worth) in one call. A malformed frame becomes a
-    /// `FrameError` in its place; it never stops the rest of the batch.
+    /// Decodes a batch (one socket read's worth) in one call into `(updates, controls,
+    /// errors)`. A malformed frame becomes a `FrameError`; it never stops the rest.
     #[pyo3(signature = (frames, recv_time_ms = None))]
     fn ingest_many<'py>(
         &mut self,
         py: Python<'py>,
         frames: &Bound<'py, PyAny>,
         recv_time_ms: Option<i64>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
-        let out = PyList::empty(py);
+        let (updates, controls, errors) = (PyList::empty(py), PyList::empty(py), PyList::empty(py));
         for (index, item) in frames.try_iter()?.enumerate() {
             // Every per-frame problem, a wrong type included, stays with that frame: the
             // updates already sequenced in this batch must reach the caller.
@@ -131,15 +145,15 @@ impl PyFeedProcessor {
                 Err(e) => Err(CoreError::new(ErrorCode::InvalidFrame, e.to_string())),
             };
             match result {
-                Ok(()) => self.drain_into(py, &out)?,
-                Err(e) => out.append(PyFrameError {
+                Ok(()) => self.drain_into(py, &updates, &controls)?,
+                Err(e) => errors.append(PyFrameError {
                     index,
                     code: e.code.as_str(),
                     message: e.message,
                 })?,
             }
         }
-        Ok(out)
+        Ok((updates, controls, errors))
     }
 
     /// The last sequence number given on `channel` (`SYMBOL:type`), 0 if none yet.

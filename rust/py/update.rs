@@ -1,23 +1,21 @@
-//! Python views of core events. `Update` encodes lazily and caches each encoding, so an
-//! update is encoded at most once per format however many receivers read it.
+//! Python views of core events. `Update` holds the core's `EncodedUpdate`, the same one the
+//! dispatcher fans out, so an update is encoded at most once per format however many
+//! receivers, batches or Python readers ask for it.
+
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use std::sync::OnceLock;
-
-use crate::encode::wsframe::Framed;
-use crate::encode::{json, protobuf};
-use crate::model::{DepthLevel, MarketUpdate, Payload};
+use crate::encode::EncodedUpdate;
+use crate::model::{DepthLevel, Payload};
 use crate::providers::Control;
 
 #[pyclass(module = "tickgate._core", name = "Update", frozen)]
 pub struct PyUpdate {
-    inner: MarketUpdate,
-    // Each format is encoded once, framed in place; the Python bytes views are made on demand.
-    json_encoded: OnceLock<Framed>,
-    protobuf_encoded: OnceLock<Framed>,
+    pub(crate) encoded: Arc<EncodedUpdate>,
+    // The Python bytes views, made on demand from the core's buffers.
     json: GILOnceCell<Py<PyBytes>>,
     json_frame: GILOnceCell<Py<PyBytes>>,
     protobuf: GILOnceCell<Py<PyBytes>>,
@@ -25,11 +23,9 @@ pub struct PyUpdate {
 }
 
 impl PyUpdate {
-    pub fn new(inner: MarketUpdate) -> Self {
+    pub fn new(encoded: Arc<EncodedUpdate>) -> Self {
         PyUpdate {
-            inner,
-            json_encoded: OnceLock::new(),
-            protobuf_encoded: OnceLock::new(),
+            encoded,
             json: GILOnceCell::new(),
             json_frame: GILOnceCell::new(),
             protobuf: GILOnceCell::new(),
@@ -44,78 +40,67 @@ fn cached<'py>(py: Python<'py>, cell: &GILOnceCell<Py<PyBytes>>, bytes: &[u8]) -
         .clone()
 }
 
-impl PyUpdate {
-    fn json_encoded(&self) -> &Framed {
-        self.json_encoded
-            .get_or_init(|| json::encode_update_framed(&self.inner))
-    }
-
-    fn protobuf_encoded(&self) -> &Framed {
-        self.protobuf_encoded
-            .get_or_init(|| protobuf::encode_update_framed(&self.inner))
-    }
-}
-
 #[pymethods]
 impl PyUpdate {
     /// `tick`, `quote`, `depth` or `kline@N`.
     #[getter]
     fn kind(&self) -> &'static str {
-        self.inner.kind().name()
+        self.encoded.update.kind().name()
     }
     #[getter]
     fn symbol(&self) -> &str {
-        &self.inner.symbol
+        &self.encoded.update.symbol
     }
     #[getter]
     fn channel(&self) -> &str {
-        &self.inner.channel
+        &self.encoded.update.channel
     }
     #[getter]
     fn seq(&self) -> u64 {
-        self.inner.seq
+        self.encoded.update.seq
     }
     #[getter]
     fn epoch(&self) -> &str {
-        &self.inner.epoch
+        &self.encoded.update.epoch
     }
     #[getter]
     fn provider(&self) -> &str {
-        &self.inner.provider
+        &self.encoded.update.provider
     }
     #[getter]
     fn event_time_ms(&self) -> i64 {
-        self.inner.event_time_ms
+        self.encoded.update.event_time_ms
     }
     #[getter]
     fn recv_time_ms(&self) -> i64 {
-        self.inner.recv_time_ms
+        self.encoded.update.recv_time_ms
     }
 
     /// The seed-compatible JSON push, encoded once.
     #[getter]
     fn json<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        cached(py, &self.json, self.json_encoded().payload())
+        cached(py, &self.json, self.encoded.json_payload())
     }
     /// The JSON push as a complete unmasked WebSocket text frame, encoded once.
     #[getter]
     fn json_frame<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        cached(py, &self.json_frame, self.json_encoded().frame())
+        cached(py, &self.json_frame, self.encoded.json_frame())
     }
     /// `tickgate.v1.Update` Protobuf bytes, encoded once.
     #[getter]
     fn protobuf<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        cached(py, &self.protobuf, self.protobuf_encoded().payload())
+        cached(py, &self.protobuf, self.encoded.proto().update())
     }
-    /// The Protobuf bytes as a complete unmasked WebSocket binary frame, encoded once.
+    /// `tickgate.v1.ServerMessage` holding the update, as a complete unmasked WebSocket binary
+    /// frame: what a `tickgate.v1.proto` client receives. Encoded once.
     #[getter]
     fn protobuf_frame<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        cached(py, &self.protobuf_frame, self.protobuf_encoded().frame())
+        cached(py, &self.protobuf_frame, self.encoded.proto().frame())
     }
 
     /// The normalized update as a plain dict (snake_case names, `None` for absent fields).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let u = &self.inner;
+        let u = &self.encoded.update;
         let d = PyDict::new(py);
         d.set_item("kind", u.kind().name())?;
         d.set_item("symbol", &*u.symbol)?;
@@ -170,7 +155,7 @@ impl PyUpdate {
     fn __repr__(&self) -> String {
         format!(
             "<Update {} seq={} epoch={}>",
-            self.inner.channel, self.inner.seq, self.inner.epoch
+            self.encoded.update.channel, self.encoded.update.seq, self.encoded.update.epoch
         )
     }
 }

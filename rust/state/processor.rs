@@ -13,7 +13,7 @@ use super::derive::DailyState;
 use crate::error::{CoreError, CoreResult, ErrorCode};
 use crate::model::symbol::region_of;
 use crate::model::{channel_name, Kind, MarketUpdate, KIND_SLOTS};
-use crate::providers::{itick, Control, Observation, Provider};
+use crate::providers::{Control, Decoded, Observation, Provider};
 
 /// Default bound on one provider frame. iTick frames are well under 4 KiB; a megabyte is a
 /// broken or hostile peer, refused before any parsing work.
@@ -32,10 +32,10 @@ pub struct ProcessorConfig {
     pub max_symbols: usize,
 }
 
-impl Default for ProcessorConfig {
-    fn default() -> Self {
+impl ProcessorConfig {
+    pub fn new(provider: Provider) -> Self {
         ProcessorConfig {
-            provider: Provider::Itick,
+            provider,
             epoch: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_symbols: DEFAULT_MAX_SYMBOLS,
@@ -142,14 +142,12 @@ impl FeedProcessor {
                 ),
             ));
         }
-        match self.provider {
-            Provider::Itick => match itick::decode(frame, &mut self.scratch)? {
-                itick::ItickFrame::Control(c) => out.push(Event::Control(c)),
-                itick::ItickFrame::Market(obs) => {
-                    let update = self.sequence(obs, recv_time_ms)?;
-                    out.push(Event::Update(update));
-                }
-            },
+        match self.provider.decode(frame, &mut self.scratch)? {
+            Decoded::Control(c) => out.push(Event::Control(c)),
+            Decoded::Market(obs) => {
+                let update = self.sequence(obs, recv_time_ms)?;
+                out.push(Event::Update(update));
+            }
         }
         Ok(())
     }

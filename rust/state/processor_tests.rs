@@ -2,11 +2,12 @@ use super::*;
 use crate::encode::{json, protobuf};
 use crate::error::ErrorCode;
 use crate::model::Payload;
+use crate::providers::Provider;
 
 fn processor() -> FeedProcessor {
     FeedProcessor::new(ProcessorConfig {
         epoch: Some("test-epoch".into()),
-        ..Default::default()
+        ..ProcessorConfig::new(Provider::Itick)
     })
 }
 
@@ -88,8 +89,8 @@ fn derived_fields_flow_through() {
 
 #[test]
 fn epochs_differ_between_processors() {
-    let a = FeedProcessor::new(ProcessorConfig::default());
-    let b = FeedProcessor::new(ProcessorConfig::default());
+    let a = FeedProcessor::new(ProcessorConfig::new(Provider::Itick));
+    let b = FeedProcessor::new(ProcessorConfig::new(Provider::Itick));
     assert_ne!(a.epoch(), b.epoch());
 }
 
@@ -97,7 +98,7 @@ fn epochs_differ_between_processors() {
 fn symbol_table_is_bounded() {
     let mut p = FeedProcessor::new(ProcessorConfig {
         max_symbols: 2,
-        ..Default::default()
+        ..ProcessorConfig::new(Provider::Itick)
     });
     let mut out = Vec::new();
     for s in ["A$US", "B$US"] {

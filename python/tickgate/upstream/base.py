@@ -18,8 +18,8 @@ class UpstreamState(StrEnum):
     CLOSED = "closed"
 
 
-#: Called for every decoded update, in provider order.
-UpdateSink = Callable[[Update], None]
+#: Called with each provider frame's updates, in provider order.
+UpdateSink = Callable[[list[Update]], None]
 #: Called with the channels a provider refused and its reason.
 RejectSink = Callable[[list[str], str], None]
 

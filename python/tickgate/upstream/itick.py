@@ -3,8 +3,9 @@
 It authenticates (header, query or message form), subscribes the gateway's channels in
 chunks, pings, detects a dead or silent connection, and reconnects with backoff forever,
 re-subscribing everything after each authentication. Frames go through the core
-(``FeedProcessor``) once; updates go to the gateway's sink, control events drive this
-adapter's state machine.
+(``FeedProcessor``) once; each frame's updates go to the sink as one list (the fan-out takes
+them from there without Python per delivery), control events drive this adapter's state
+machine.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from urllib.parse import quote
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from tickgate._core import ControlEvent, DecodeError, FeedProcessor, Update, split_channel
+from tickgate._core import ControlEvent, DecodeError, FeedProcessor, split_channel
 from tickgate.framing import MessageAssembler, MessageTooLarge
 from tickgate.upstream.backoff import Backoff
 from tickgate.upstream.base import RejectSink, UpdateSink, UpstreamState
+from tickgate.upstream.settings import UpstreamSettings
 
 log = logging.getLogger("tickgate.upstream.itick")
 
@@ -36,7 +38,7 @@ class _Listener(WSListener):
 
     def __init__(self, adapter: ItickAdapter) -> None:
         self._adapter = adapter
-        self._assembler = MessageAssembler(adapter.max_message_bytes)
+        self._assembler = MessageAssembler(adapter.settings.max_message_bytes)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._adapter._on_connected(transport)
@@ -66,43 +68,22 @@ class _Listener(WSListener):
 
 class ItickAdapter:
     name = "itick"
+    #: The core's decoder for this protocol (``FeedProcessor(provider)``).
+    provider = "itick"
 
     def __init__(
         self,
-        url: str,
-        token: str | None,
+        settings: UpstreamSettings,
         processor: FeedProcessor,
-        on_update: UpdateSink,
+        on_updates: UpdateSink,
         on_rejected: RejectSink,
-        *,
-        auth: str = "header",
-        unsubscribe_mode: str = "message",
-        ping_interval: float = 30.0,
-        pong_timeout: float = 10.0,
-        idle_timeout: float = 60.0,
-        data_timeout: float = 300.0,
-        connect_timeout: float = 10.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        subscribe_chunk: int = 200,
-        max_frame_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        self.url = url
-        self._token = token or ""
+        self.settings = settings
+        self.url = settings.url
         self._processor = processor
-        self._on_update = on_update
+        self._on_updates = on_updates
         self._on_rejected = on_rejected
-        self._auth = auth
-        self._unsubscribe_mode = unsubscribe_mode
-        self._ping_interval = ping_interval
-        self._pong_timeout = pong_timeout
-        self._idle_timeout = idle_timeout
-        self._data_timeout = data_timeout
-        self._connect_timeout = connect_timeout
-        self._backoff = Backoff(backoff_initial, backoff_max)
-        self._chunk = subscribe_chunk
-        self._max_frame_bytes = max_frame_bytes
-        self.max_message_bytes = max_frame_bytes
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
 
         self._state = UpstreamState.IDLE
         self._wanted: set[str] = set()
@@ -160,8 +141,8 @@ class ItickAdapter:
         self._wanted.difference_update(gone)
         if not gone or self._state is not UpstreamState.READY:
             return
-        if self._unsubscribe_mode == "message":
-            for symbols, types, _ in _group_with_channels(gone, self._chunk):
+        if self.settings.unsubscribe_mode == "message":
+            for symbols, types, _ in _group_with_channels(gone, self.settings.subscribe_chunk):
                 self._send({"ac": "unsubscribe", "params": ",".join(symbols), "types": ",".join(types)})
         else:
             # No unsubscribe in the provider's protocol: re-send the reduced set.
@@ -225,10 +206,10 @@ class ItickAdapter:
 
     async def _connect_and_serve(self) -> None:
         url, headers = self.url, {}
-        if self._auth == "header":
-            headers["token"] = self._token
-        elif self._auth == "query":
-            url += ("&" if "?" in url else "?") + "token=" + quote(self._token, safe="")
+        if self.settings.auth == "header":
+            headers["token"] = self.settings.token
+        elif self.settings.auth == "query":
+            url += ("&" if "?" in url else "?") + "token=" + quote(self.settings.token, safe="")
         # The handshake timeout starts only once TCP is up; the outer bound covers the TCP
         # connect and TLS too (a host that drops SYNs would otherwise hold us ~2 minutes).
         transport, _ = await asyncio.wait_for(
@@ -236,13 +217,13 @@ class ItickAdapter:
                 lambda: _Listener(self),
                 url,
                 extra_headers=headers,
-                websocket_handshake_timeout=self._connect_timeout,
-                max_frame_size=self._max_frame_bytes,
+                websocket_handshake_timeout=self.settings.connect_timeout,
+                max_frame_size=self.settings.max_message_bytes,
                 enable_auto_ping=True,
-                auto_ping_idle_timeout=self._ping_interval,
-                auto_ping_reply_timeout=min(self._pong_timeout, self._ping_interval),
+                auto_ping_idle_timeout=self.settings.ping_interval,
+                auto_ping_reply_timeout=min(self.settings.pong_timeout, self.settings.ping_interval),
             ),
-            self._connect_timeout,
+            self.settings.connect_timeout,
         )
         self._kill_reason = ""
         watchdog = asyncio.create_task(self._watchdog(transport))
@@ -257,23 +238,23 @@ class ItickAdapter:
 
     async def _watchdog(self, transport: WSTransport) -> None:
         """Application pings, and the two dead-connection rules: a missed pong, a silent feed."""
-        tick = min(1.0, self._ping_interval / 4, self._pong_timeout / 4)
+        tick = min(1.0, self.settings.ping_interval / 4, self.settings.pong_timeout / 4)
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             if self._pong_due is not None and now > self._pong_due:
-                self._kill(transport, f"no pong within {self._pong_timeout:.1f}s")
+                self._kill(transport, f"no pong within {self.settings.pong_timeout:.1f}s")
                 return
-            if now - self._last_rx > self._idle_timeout:
-                self._kill(transport, f"nothing received for {self._idle_timeout:.1f}s")
+            if now - self._last_rx > self.settings.idle_timeout:
+                self._kill(transport, f"nothing received for {self.settings.idle_timeout:.1f}s")
                 return
             # Pongs keep the line alive, so a feed can answer pings yet deliver nothing.
-            if self._wanted and now - self._last_data > self._data_timeout:
-                self._kill(transport, f"no market data for {self._data_timeout:.1f}s")
+            if self._wanted and now - self._last_data > self.settings.data_timeout:
+                self._kill(transport, f"no market data for {self.settings.data_timeout:.1f}s")
                 return
-            if self._state is UpstreamState.READY and now - self._last_ping >= self._ping_interval:
+            if self._state is UpstreamState.READY and now - self._last_ping >= self.settings.ping_interval:
                 self._last_ping = now
-                self._pong_due = now + self._pong_timeout
+                self._pong_due = now + self.settings.pong_timeout
                 self._send({"ac": "ping", "params": str(int(time.time() * 1000))})
 
     def _kill(self, transport: WSTransport, why: str) -> None:
@@ -287,34 +268,36 @@ class ItickAdapter:
         self._transport = transport
         self._state = UpstreamState.AUTHENTICATING
         self._last_rx = self._last_ping = self._last_data = time.monotonic()
-        if self._auth == "message":
-            self._send({"ac": "auth", "params": self._token})
+        if self.settings.auth == "message":
+            self._send({"ac": "auth", "params": self.settings.token})
 
     def _on_frame(self, payload: bytes) -> None:
         self._last_rx = time.monotonic()
         self.frames_in += 1
         try:
-            events = self._processor.ingest(payload)
+            updates, controls = self._processor.ingest(payload)
         except DecodeError as e:
             # Garbage from the provider costs only that frame; log a few, count all.
             self.decode_errors += 1
             if self.decode_errors <= 10 or self.decode_errors % 1000 == 0:
                 log.warning("upstream frame refused (%s, %d so far): %s", e.code, self.decode_errors, e)
             return
-        for event in events:
-            # An exception escaping here would make picows drop the provider link for everyone.
+        # An exception escaping here would make picows drop the provider link for everyone.
+        if updates:
+            self._last_data = self._last_rx
             try:
-                if type(event) is Update:
-                    self._last_data = self._last_rx
-                    self._on_update(event)
-                else:
-                    self._on_control(event)  # type: ignore[arg-type]
+                self._on_updates(updates)
+            except Exception:
+                log.exception("fanning out %d updates failed", len(updates))
+        for event in controls:
+            try:
+                self._on_control(event)
             except Exception:
                 log.exception("handling upstream event %r failed", event)
 
     def _refuse_oversize(self) -> None:
         self.decode_errors += 1
-        log.warning("upstream message over %d bytes dropped", self.max_message_bytes)
+        log.warning("upstream message over %d bytes dropped", self.settings.max_message_bytes)
 
     def _on_control(self, event: ControlEvent) -> None:
         kind = event.kind
@@ -349,7 +332,7 @@ class ItickAdapter:
             log.warning("upstream notice (%s): %s", event.action or "-", event.message)
 
     def _send_subscribe(self, channels: list[str]) -> None:
-        for symbols, types, batch in _group_with_channels(channels, self._chunk):
+        for symbols, types, batch in _group_with_channels(channels, self.settings.subscribe_chunk):
             self._pending.append(batch)
             self._send({"ac": "subscribe", "params": ",".join(symbols), "types": ",".join(types)})
 

@@ -1,0 +1,1 @@
+"""Downstream: the listener, client connections, commands and the hub they share."""

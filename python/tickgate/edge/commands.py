@@ -1,0 +1,287 @@
+"""The client's commands: typed msgspec structs tagged by ``action``, parsed from a JSON text
+frame or a Protobuf ``ClientMessage``, and applied by one ``match`` with what they need passed
+in (the connection and the hub).
+
+Bad input never raises out of here: every problem becomes an ``error`` reply to that client
+alone, with a code from the catalogue. Requests are atomic: if anything in one is invalid,
+nothing in it is applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+
+from tickgate import proto
+from tickgate._core import DecodeError, InvalidModeError, make_channel, normalize_symbol, normalize_type
+from tickgate._core import split_channel as _split_channel
+from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_reply
+from tickgate.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from tickgate.edge.connection import ClientConnection
+    from tickgate.edge.hub import EdgeHub
+
+log = logging.getLogger("tickgate.edge.commands")
+
+DEFAULT_TYPES = ("quote",)
+MAX_ITEMS_PER_REQUEST = 1000
+
+#: A list of strings, or one comma-separated string (iTick's own style).
+Names = Annotated[list[str], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)] | str
+
+
+class _Command(msgspec.Struct, tag_field="action", kw_only=True):
+    id: Any = msgspec.UNSET
+
+
+class Subscribe(_Command, tag="subscribe"):
+    symbols: Names
+    types: Names | None = None
+
+
+class Unsubscribe(_Command, tag="unsubscribe"):
+    symbols: Names
+    #: None: every type the client holds for those symbols.
+    types: Names | None = None
+
+
+class QuerySubscribe(_Command, tag="query_subscribe"):
+    pass
+
+
+class Ping(_Command, tag="ping"):
+    pass
+
+
+class SetMode(_Command, tag="set_mode"):
+    mode: str
+    interval_ms: int | None = None
+
+
+Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode
+ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode")
+
+
+class _IdOnly(msgspec.Struct):
+    id: Any = msgspec.UNSET
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: ErrorCode, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+_decode_command = msgspec.json.Decoder(Command).decode
+_decode_id = msgspec.json.Decoder(_IdOnly).decode
+
+
+def parse_json(payload: bytes) -> Command:
+    """A command from a JSON request; raises ``ProtocolError`` with the catalogue code."""
+    try:
+        return _decode_command(payload)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        if "$.action" in text or "missing required field `action`" in text:
+            try:
+                action = msgspec.json.decode(payload).get("action")
+            except (msgspec.DecodeError, AttributeError):
+                action = None
+            if isinstance(action, str):
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_ACTION, f"unknown action {action[:40]!r}; known: {', '.join(ACTIONS)}"
+                ) from None
+            if "Expected `object`" in text:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request must be a JSON object") from None
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, '"action" is required and must be a string'
+            ) from None
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid request: {text}") from None
+    except msgspec.DecodeError:
+        raise ProtocolError(ErrorCode.INVALID_JSON, INVALID_JSON_MSG) from None
+
+
+def request_id_of(payload: bytes) -> Any:
+    """The id of a request that failed to parse as a command, when one can be read."""
+    try:
+        return _decode_id(payload).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return msgspec.UNSET
+
+
+def parse_proto(payload: bytes) -> tuple[Command | None, Any, ProtocolError | None]:
+    """A command from a Protobuf ``ClientMessage``: ``(command, id, error)``."""
+    try:
+        m = proto.ClientMessage.FromString(payload)
+    except Exception:  # protobuf raises its own DecodeError; any failure is the client's bytes
+        return (
+            None,
+            msgspec.UNSET,
+            ProtocolError(ErrorCode.INVALID_MESSAGE, "not a tickgate.v1.ClientMessage"),
+        )
+    request_id = m.id if m.HasField("id") else msgspec.UNSET
+    fields: dict[str, Any] = {"action": m.action, "id": request_id}
+    if m.symbols:
+        fields["symbols"] = list(m.symbols)
+    if m.types:
+        fields["types"] = list(m.types)
+    if m.mode:
+        fields["mode"] = m.mode
+    if m.interval_ms:
+        fields["interval_ms"] = m.interval_ms
+    if m.action not in ACTIONS:
+        return (
+            None,
+            request_id,
+            ProtocolError(
+                ErrorCode.UNKNOWN_ACTION, f"unknown action {m.action[:40]!r}; known: {', '.join(ACTIONS)}"
+            ),
+        )
+    try:
+        return msgspec.convert(fields, Command), request_id, None
+    except msgspec.ValidationError as e:
+        return None, request_id, ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid request: {e}")
+
+
+# -- applying ---------------------------------------------------------------------------------
+
+
+def _names(value: list[str] | str) -> list[str]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    return value
+
+
+def _canonical(raw: list[str] | str, normalize: Any, code: ErrorCode, key: str) -> list[str]:
+    """Canonical spellings, duplicates removed, first occurrence kept."""
+    items = _names(raw)
+    if not items:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f'"{key}" must not be empty')
+    try:
+        return list(dict.fromkeys(normalize(item) for item in items))
+    except DecodeError as e:
+        raise ProtocolError(code, str(e)) from None
+
+
+def describe(channels: list[str]) -> dict[str, list[str]]:
+    """``symbols``/``types``/``channels`` lists (sorted) for replies."""
+    symbols, types = set(), set()
+    for ch in channels:
+        symbol, kind = _split_channel(ch)
+        symbols.add(symbol)
+        types.add(kind)
+    return {"symbols": sorted(symbols), "types": sorted(types), "channels": sorted(channels)}
+
+
+def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
+    symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
+    types = _canonical(cmd.types or list(DEFAULT_TYPES), normalize_type, ErrorCode.INVALID_TYPE, "types")
+    channels = [make_channel(s, t) for s in symbols for t in types]
+    dispatcher = hub.dispatcher
+    held = dispatcher.channels_of(conn.id)
+    new = [c for c in channels if not dispatcher.is_subscribed(conn.id, c)]
+    limit = hub.config.max_channels_per_connection
+    if len(held) + len(new) > limit:
+        raise ProtocolError(
+            ErrorCode.SUBSCRIPTION_LIMIT,
+            f"subscribing {len(new)} more channels would exceed the limit of {limit} "
+            f"per connection (holding {len(held)})",
+        )
+    hub.subscribe(conn, channels)
+    mine = describe(dispatcher.channels_of(conn.id))
+    return Reply(
+        type="success",
+        action="subscribe",
+        msg=f"Subscribed to {','.join(mine['symbols'])}",
+        symbols=symbols,
+        types=types,
+        channels=channels,
+        epoch=hub.epoch,
+    )
+
+
+def _unsubscribe(cmd: Unsubscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
+    symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
+    held = hub.dispatcher.channels_of(conn.id)
+    if cmd.types is None:
+        wanted = set(symbols)
+        channels = [c for c in held if _split_channel(c)[0] in wanted]
+    else:
+        types = _canonical(cmd.types, normalize_type, ErrorCode.INVALID_TYPE, "types")
+        held_set = set(held)
+        channels = [c for c in (make_channel(s, t) for s in symbols for t in types) if c in held_set]
+    hub.unsubscribe(conn, channels)
+    return Reply(
+        type="success",
+        action="unsubscribe",
+        msg=f"Unsubscribed from {','.join(symbols)}",
+        symbols=symbols,
+        channels=sorted(channels),
+    )
+
+
+def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
+    interval = cmd.interval_ms if cmd.interval_ms is not None else hub.config.batch_interval_ms
+    if interval < 0:
+        raise ProtocolError(ErrorCode.INVALID_MODE, f"interval_ms must not be negative (got {interval})")
+    try:
+        hub.dispatcher.set_mode(conn.id, cmd.mode, interval)
+    except (InvalidModeError, OverflowError) as e:
+        raise ProtocolError(ErrorCode.INVALID_MODE, str(e)) from None
+    hub.mode_changed(conn)
+    mode, interval_ms = hub.dispatcher.mode_of(conn.id) or ("immediate", 0)
+    reply = Reply(type="success", action="set_mode", mode=mode)
+    if mode == "batch":
+        reply.interval_ms = interval_ms
+    return reply
+
+
+def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> Reply:
+    """Carries out one command; raises ``ProtocolError`` for the client's mistakes."""
+    match command:
+        case Subscribe():
+            return _subscribe(command, conn, hub)
+        case Unsubscribe():
+            return _unsubscribe(command, conn, hub)
+        case QuerySubscribe():
+            return Reply(
+                type="subscriptions", **describe(hub.dispatcher.channels_of(conn.id)), epoch=hub.epoch
+            )
+        case Ping():
+            return Reply(type="pong", timestamp=int(time.time() * 1000))
+        case SetMode():
+            return _set_mode(command, conn, hub)
+
+
+def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -> Reply | ErrorReply:
+    """One client message in, the reply out (an error reply for anything wrong)."""
+    request_id: Any = msgspec.UNSET
+    try:
+        if binary and conn.format != "json":
+            command, request_id, error = parse_proto(payload)
+            if error is not None:
+                raise error
+            assert command is not None
+        else:
+            try:
+                command = parse_json(payload)
+            except ProtocolError:
+                request_id = request_id_of(payload)
+                raise
+        request_id = command.id
+        reply = apply(command, conn, hub)
+    except ProtocolError as e:
+        hub.counters.client_errors += 1
+        return error_reply(e.code, e.msg, request_id)
+    except Exception:
+        # A bug must cost this one request, not the connection or the gateway.
+        log.exception("request from %r failed", conn)
+        hub.counters.client_errors += 1
+        return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id)
+    reply.id = request_id
+    return reply

@@ -1,0 +1,177 @@
+"""``ClientConnection``: one downstream WebSocket client.
+
+It holds an integer id in the core's dispatcher, which queues the client's pushes; the hub's
+flush writes them with one call per event-loop turn. The socket's write-buffer watermarks are
+set to the soft cap, so a client that stops reading makes the transport call
+``pause_writing``: the dispatcher then conflates its updates until ``resume_writing``.
+Replies go through ``send``, which first writes whatever the dispatcher queued, so a reply
+never overtakes a push queued before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from typing import TYPE_CHECKING
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from tickgate.edge import commands
+from tickgate.edge.replies import ErrorReply, Reply, encode_reply, error_reply
+from tickgate.errors import ErrorCode
+from tickgate.framing import MessageAssembler, MessageTooLarge
+
+if TYPE_CHECKING:
+    from tickgate.edge.hub import EdgeHub
+
+log = logging.getLogger("tickgate.edge")
+
+CLOSE_TOO_BIG = WSCloseCode(1009)
+#: How long a closing client may take to drain what was queued for it before it is reset.
+CLOSE_GRACE_S = 2.0
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class ClientConnection(WSListener):
+    __slots__ = (
+        "_assembler",
+        "_buffer_size",
+        "_mode",
+        "_write",
+        "closed",
+        "format",
+        "hub",
+        "id",
+        "interval_ms",
+        "paused",
+        "peer",
+        "transport",
+    )
+
+    def __init__(
+        self, hub: EdgeHub, fmt: str = "json", mode: str = "immediate", interval_ms: int = 500
+    ) -> None:
+        self.hub = hub
+        #: ``json``, ``proto`` or ``proto+zstd``, fixed at the handshake.
+        self.format = fmt
+        self._mode = mode
+        self.interval_ms = interval_ms
+        #: The dispatcher's id for this connection (0 until connected).
+        self.id = 0
+        self.transport: WSTransport | None = None
+        self.peer = "-"
+        self.closed = False
+        #: The socket's buffer is over the soft cap (the dispatcher conflates meanwhile).
+        self.paused = False
+        self._assembler = MessageAssembler(hub.config.max_message_bytes)
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection #{self.id} {self.peer}>"
+
+    # -- picows callbacks -------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        hub = self.hub
+        self.transport = transport
+        raw = transport.underlying_transport
+        self._write = raw.write
+        self._buffer_size = raw.get_write_buffer_size
+        peer = raw.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        if hub.closing:
+            self.close(WSCloseCode.GOING_AWAY, "gateway shutting down")
+            return
+        soft = hub.config.slow_consumer_soft_cap_bytes
+        raw.set_write_buffer_limits(high=soft, low=soft // 4)
+        self.id = hub.dispatcher.connect(self, self.format, self._mode, self.interval_ms)
+        hub.attach(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
+            try:
+                message = self._assembler.add(frame)
+            except MessageTooLarge:
+                self.send(error_reply(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes"))
+                self.close(CLOSE_TOO_BIG, "message too big")
+                return
+            if message is not None and not self.closed:
+                binary = self._assembler.last_binary
+                self.send(commands.handle(message, binary, self, self.hub))
+        elif kind is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
+            self.close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code, "")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        self.hub.detach(self)
+
+    def pause_writing(self) -> None:
+        if not self.closed:
+            self.hub.paused(self, True)
+
+    def resume_writing(self) -> None:
+        if not self.closed:
+            self.hub.paused(self, False)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Writes ready frames (the hub's flush)."""
+        if not self.closed:
+            self._write(data)
+
+    def send(self, message: Reply | ErrorReply) -> None:
+        """Sends a reply in this connection's format, after anything queued before it."""
+        if self.closed or self.transport is None:
+            return
+        hub = self.hub
+        queued = hub.dispatcher.take_outbox(self.id) if self.id else None
+        if queued:
+            self._write(queued)
+        self._write(encode_reply(hub.dispatcher, self.format, message))
+        # Replies are not conflated: a client that keeps asking without reading is bounded
+        # by the hard cap.
+        if self._buffer_size() > hub.config.max_send_buffer_bytes:
+            hub.close_slow(self, "send buffer over max_send_buffer_bytes")
+
+    def abort(self) -> None:
+        """Drops the connection now, discarding unsent data, and releases its subscriptions."""
+        self.closed = True
+        if self.transport is not None:
+            self._reset()
+        self.hub.detach(self)
+
+    def close(
+        self, code: WSCloseCode = WSCloseCode.GOING_AWAY, reason: str = "", reset_after: bool = False
+    ) -> None:
+        """Sends a close frame and lets the client go. Its subscriptions are released at once; a
+        client that has not drained what is queued within the grace period is reset (RST), so
+        no megabytes of unsent data linger in the kernel after it."""
+        if self.closed or self.transport is None:
+            return
+        queued = self.hub.dispatcher.take_outbox(self.id) if self.id else None
+        if queued and not reset_after:
+            self._write(queued)
+        self.closed = True
+        transport = self.transport
+        transport.send_close(code, reason.encode()[:123])
+        transport.disconnect()
+        self.hub.detach(self)
+        if self._buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._reset)
+
+    def _reset(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        sock = transport.underlying_transport.get_extra_info("socket")
+        # Closing without the reset still frees our side, if the option cannot be set.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        transport.disconnect(graceful=False)

@@ -1,0 +1,206 @@
+"""``EdgeHub``: the small shared state every client connection is handed (the pattern of
+uvicorn's ``ServerState``): the dispatcher, the settings, the registry of connections,
+counters, and where interest in channels goes (the subscription pool). Connections never
+see the gateway.
+
+Data path: ``publish(updates)`` (the ingest's sink) -> the core's dispatcher -> at the end of
+the event-loop turn, ``flush`` writes one buffer per connection that has something. Batch
+deadlines and slow-consumer deadlines run on a ticker at ``batch_timer_resolution_ms``,
+only while some connection is in batch mode or paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from picows import WSCloseCode
+
+from tickgate._core import Dispatcher, Update
+from tickgate.config import GatewayConfig
+from tickgate.edge.replies import error_reply
+from tickgate.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from tickgate.edge.connection import ClientConnection
+
+log = logging.getLogger("tickgate.edge")
+
+#: RFC 6455 "Try Again Later": the code a client closed for being too slow gets.
+CLOSE_SLOW = WSCloseCode(1013)
+#: How often paused connections are checked against the lag deadline.
+LAG_CHECK_S = 0.1
+
+
+class Interest(Protocol):
+    """Where the edge reports channels gaining their first or losing their last receiver."""
+
+    def add(self, channels: list[str]) -> None: ...
+
+    def remove(self, channels: list[str]) -> None: ...
+
+
+@dataclass(slots=True)
+class EdgeCounters:
+    connections_accepted: int = 0
+    client_errors: int = 0
+    slow_consumers_closed: int = 0
+    updates_in: int = 0
+
+
+def make_dispatcher(config: GatewayConfig) -> Dispatcher:
+    return Dispatcher(
+        soft_cap_bytes=config.slow_consumer_soft_cap_bytes,
+        tick_cap=config.batch_tick_cap,
+        lag_deadline_ms=int(config.slow_consumer_lag_timeout * 1000),
+        wheel_tick_ms=config.batch_timer_resolution_ms,
+        min_interval_ms=config.batch_interval_min_ms,
+        max_interval_ms=config.batch_interval_max_ms,
+    )
+
+
+class EdgeHub:
+    def __init__(self, config: GatewayConfig, dispatcher: Dispatcher, interest: Interest, epoch: str) -> None:
+        #: Settings, read-only.
+        self.config = config
+        #: The core's fan-out: subscriptions, outboxes, batches.
+        self.dispatcher = dispatcher
+        self.interest = interest
+        #: The sequence epoch clients see in replies.
+        self.epoch = epoch
+        self.counters = EdgeCounters()
+        #: Open connections (for shutdown and the connection gauge).
+        self.connections: set[ClientConnection] = set()
+        #: Set when the gateway stops: new connections are turned away.
+        self.closing = False
+        # Connections that need the ticker: in batch mode, or paused (lag deadline).
+        self._timed: set[ClientConnection] = set()
+        self._flush_pending = False
+        self._ticker: asyncio.TimerHandle | None = None
+        self._next_lag_check = 0.0
+        self._resolution_s = config.batch_timer_resolution_ms / 1000
+
+    # -- data path ---------------------------------------------------------------------------
+
+    def publish(self, updates: list[Update]) -> None:
+        """The ingest's sink: one provider frame's updates, fanned out in the core."""
+        self.counters.updates_in += len(updates)
+        if self.dispatcher.publish(updates):
+            self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Writes what the dispatcher has ready: one buffer per connection."""
+        self._flush_pending = False
+        for conn, data in self.dispatcher.flush():
+            try:
+                conn.write(data)
+            except Exception:
+                # One broken connection must not keep the others' frames queued.
+                log.exception("write to %r failed; dropping it", conn)
+                conn.abort()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def attach(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        self.counters.connections_accepted += 1
+        self._retime(conn)
+
+    def detach(self, conn: ClientConnection) -> None:
+        """Forgets a connection and its subscriptions; safe to call more than once."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        self._timed.discard(conn)
+        last = self.dispatcher.disconnect(conn.id)
+        if last:
+            self.interest.remove(last)
+
+    def subscribe(self, conn: ClientConnection, channels: list[str]) -> None:
+        first = self.dispatcher.subscribe(conn.id, channels)
+        if first:
+            self.interest.add(first)
+
+    def unsubscribe(self, conn: ClientConnection, channels: list[str]) -> None:
+        last = self.dispatcher.unsubscribe(conn.id, channels)
+        if last:
+            self.interest.remove(last)
+
+    def mode_changed(self, conn: ClientConnection) -> None:
+        self._retime(conn)
+        self.schedule_flush()  # leaving batch mode sends what was pending at once
+
+    def paused(self, conn: ClientConnection, paused: bool) -> None:
+        """The connection's socket buffer crossed its high (``True``) or low watermark."""
+        self.dispatcher.set_paused(conn.id, paused)
+        conn.paused = paused
+        self._retime(conn)
+        if not paused:
+            self.schedule_flush()
+
+    def on_refused(self, channels: list[str], reason: str) -> None:
+        """The provider refused ``channels``: drop them from their holders and tell each."""
+        for conn, refused in self.dispatcher.drop_channels(channels):
+            conn.send(
+                error_reply(
+                    ErrorCode.UPSTREAM_REJECTED, f"provider refused: {reason}", channels=sorted(refused)
+                )
+            )
+
+    def close_all(self, code: WSCloseCode, reason: str) -> None:
+        self.closing = True
+        for conn in list(self.connections):
+            conn.close(code, reason)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _retime(self, conn: ClientConnection) -> None:
+        mode = self.dispatcher.mode_of(conn.id)
+        if (mode is not None and mode[0] == "batch") or conn.paused:
+            self._timed.add(conn)
+            if self._ticker is None and not self.closing:
+                self._ticker = asyncio.get_running_loop().call_later(self._resolution_s, self._tick)
+        else:
+            self._timed.discard(conn)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        self.flush()
+        now = time.monotonic()
+        if now >= self._next_lag_check:
+            self._next_lag_check = now + LAG_CHECK_S
+            for conn in self.dispatcher.lagging():
+                self.close_slow(conn, f"over the soft cap for {self.config.slow_consumer_lag_timeout:g}s")
+        if self._timed and not self.closing:
+            self._ticker = asyncio.get_running_loop().call_later(self._resolution_s, self._tick)
+
+    def close_slow(self, conn: ClientConnection, why: str) -> None:
+        """Closes a client that does not keep up: 1013, reason ``slow_consumer: <why>``."""
+        log.warning("%r closed as a slow consumer: %s", conn, why)
+        self.counters.slow_consumers_closed += 1
+        conn.close(CLOSE_SLOW, f"{ErrorCode.SLOW_CONSUMER}: {why}", reset_after=True)
+
+    # -- observability -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        s = self.dispatcher.stats()
+        c = self.counters
+        s.update(
+            connections=len(self.connections),
+            connections_accepted=c.connections_accepted,
+            client_errors=c.client_errors,
+            slow_consumers_closed=c.slow_consumers_closed,
+            updates_in=c.updates_in,
+        )
+        return s

@@ -1,0 +1,95 @@
+"""The listening socket's router: WebSocket clients at ``/`` and ``/ws``, plain HTTP
+``GET /healthz`` and ``GET /metrics`` on the same port.
+
+At the handshake a client chooses its format by subprotocol (``tickgate.v1.proto``,
+``tickgate.v1.proto+zstd``; JSON when it asks for none) and may choose batch mode in the URL
+(``?mode=batch&interval_ms=500``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
+
+from tickgate._core import SUBPROTOCOLS
+from tickgate.edge.connection import ClientConnection
+from tickgate.edge.hub import EdgeHub
+from tickgate.edge.metrics import CONTENT_TYPE
+
+WEBSOCKET_PATHS = frozenset({"/", "/ws"})
+#: Subprotocol -> format name the core takes.
+FORMATS = {name: name.removeprefix("tickgate.v1.") for name in SUBPROTOCOLS}
+
+
+def _http(status: int, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+    if status < 400:
+        response = WSUpgradeResponse.create_ok_response(body, extra_headers=headers)
+    else:
+        response = WSUpgradeResponse.create_error_response(status, body, extra_headers=headers)
+    return WSUpgradeResponseWithListener(response, None)
+
+
+def _bad_request(msg: str) -> WSUpgradeResponseWithListener:
+    return _http(400, msg.encode() + b"\n", "text/plain; charset=utf-8")
+
+
+def _delivery(query: str, hub: EdgeHub) -> tuple[str, int] | str:
+    """``(mode, interval_ms)`` from the URL's query, or an error text."""
+    params = parse_qs(query, max_num_fields=16)
+    mode = params.get("mode", ["immediate"])[-1]
+    if mode not in ("immediate", "batch"):
+        return f"mode must be immediate or batch (got {mode[:32]!r})"
+    raw = params.get("interval_ms", [str(hub.config.batch_interval_ms)])[-1]
+    cfg = hub.config
+    if not raw.isdigit() or not cfg.batch_interval_min_ms <= int(raw) <= cfg.batch_interval_max_ms:
+        return (
+            f"interval_ms must be {cfg.batch_interval_min_ms}..{cfg.batch_interval_max_ms} (got {raw[:32]!r})"
+        )
+    return mode, int(raw)
+
+
+def _choose_format(request: WSUpgradeRequest) -> tuple[str, str | None]:
+    """The first subprotocol the client offers that tickgate speaks: ``(format, name)``."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    for name in (p.strip() for p in offered.split(",")):
+        if name in FORMATS:
+            return FORMATS[name], name
+    return "json", None
+
+
+def make_router(
+    hub: EdgeHub, health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes]
+) -> Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWithListener]:
+    def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
+        path, _, query = request.path.decode("latin-1").partition("?")
+        if path in WEBSOCKET_PATHS:
+            headers = request.headers
+            if "websocket" not in headers.get("Upgrade", "").lower():
+                return _http(426, b"this endpoint speaks WebSocket\n", "text/plain; charset=utf-8")
+            # Browsers send "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade".
+            tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
+            if "upgrade" in tokens:
+                headers["Connection"] = "Upgrade"
+            delivery = _delivery(query, hub)
+            if isinstance(delivery, str):
+                return _bad_request(delivery)
+            fmt, subprotocol = _choose_format(request)
+            conn = ClientConnection(hub, fmt, *delivery)
+            if subprotocol is None:
+                return conn
+            response = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": subprotocol})
+            return WSUpgradeResponseWithListener(response, conn)
+        if path == "/healthz":
+            status = health()
+            code = 200 if status["status"] == "ok" else 503
+            return _http(code, json.dumps(status).encode() + b"\n", "application/json")
+        if path == "/metrics":
+            return _http(200, metrics(), CONTENT_TYPE)
+        return _http(404, b"not found\n", "text/plain; charset=utf-8")
+
+    return route

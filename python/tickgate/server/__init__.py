@@ -1,1 +1,0 @@
-"""Downstream: the listener, client connections and the client protocol."""

@@ -1,0 +1,80 @@
+//! `EncodedUpdate`: one sequenced update and its encodings, each made at most once, shared by
+//! every receiver, every batch and the Python view of the update.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use super::format::{Compressor, Format};
+use super::json;
+use super::protobuf::ProtoEncoded;
+use super::wsframe::Framed;
+use crate::model::{Kind, MarketUpdate};
+
+pub struct EncodedUpdate {
+    pub update: MarketUpdate,
+    json: OnceLock<(Framed, Range<usize>)>,
+    proto: OnceLock<ProtoEncoded>,
+    zstd: OnceLock<Vec<u8>>,
+}
+
+impl EncodedUpdate {
+    pub fn new(update: MarketUpdate) -> EncodedUpdate {
+        EncodedUpdate {
+            update,
+            json: OnceLock::new(),
+            proto: OnceLock::new(),
+            zstd: OnceLock::new(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.update.kind()
+    }
+
+    fn json(&self) -> &(Framed, Range<usize>) {
+        self.json.get_or_init(|| json::encode_update_framed(&self.update))
+    }
+
+    /// The seed JSON push as a text frame.
+    pub fn json_frame(&self) -> &[u8] {
+        self.json().0.frame()
+    }
+
+    /// The seed JSON push, unframed.
+    pub fn json_payload(&self) -> &[u8] {
+        self.json().0.payload()
+    }
+
+    /// The push's `"data"` object: what a JSON batch lists.
+    pub fn json_data(&self) -> &[u8] {
+        let (framed, range) = self.json();
+        &framed.payload()[range.clone()]
+    }
+
+    pub fn proto(&self) -> &ProtoEncoded {
+        self.proto.get_or_init(|| ProtoEncoded::new(&self.update))
+    }
+
+    /// The `ServerMessage` zstd-compressed once, as a binary frame.
+    pub fn zstd_frame(&self, compressor: &mut Compressor) -> &[u8] {
+        self.zstd
+            .get_or_init(|| compressor.compress_framed(self.proto().message()))
+    }
+
+    /// The ready frame for a receiver that speaks `format`.
+    pub fn frame(&self, format: Format, compressor: &mut Compressor) -> &[u8] {
+        match format {
+            Format::Json => self.json_frame(),
+            Format::Proto => self.proto().frame(),
+            Format::ProtoZstd => self.zstd_frame(compressor),
+        }
+    }
+
+    /// What this update contributes to a batch in `format` (before any compression).
+    pub fn batch_item(&self, format: Format) -> &[u8] {
+        match format {
+            Format::Json => self.json_data(),
+            Format::Proto | Format::ProtoZstd => self.proto().update(),
+        }
+    }
+}

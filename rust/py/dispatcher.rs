@@ -1,0 +1,298 @@
+//! `Dispatcher` for Python. The edge registers each connection with a handle (its connection
+//! object) and gets an integer id; `flush` returns `(handle, bytes)` for every connection
+//! with something to send, so the edge's write loop runs once per connection per event-loop
+//! turn, never per delivery. Batch frames shared by several connections are one `bytes`
+//! object.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::PyTraverseError;
+use rustc_hash::FxHashMap;
+
+use super::errors::to_pyerr;
+use super::update::PyUpdate;
+use crate::encode::format::frame_message;
+use crate::encode::Format;
+use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Mode, Outgoing};
+use crate::state::now_ms;
+
+#[pyclass(module = "tickgate._core", name = "Dispatcher")]
+pub struct PyDispatcher {
+    inner: Dispatcher,
+    /// The edge's object for each connection id (held strongly while registered).
+    handles: FxHashMap<ConnId, Py<PyAny>>,
+    flushed: Vec<(ConnId, Outgoing)>,
+}
+
+fn parse_mode(py: Python<'_>, mode: &str, interval_ms: u32) -> PyResult<Mode> {
+    match mode {
+        "immediate" => Ok(Mode::Immediate),
+        "batch" => Ok(Mode::Batch { interval_ms }),
+        other => Err(to_pyerr(
+            py,
+            crate::error::CoreError::new(
+                crate::error::ErrorCode::InvalidMode,
+                format!(
+                    "mode must be immediate or batch (got {:?})",
+                    other.chars().take(32).collect::<String>()
+                ),
+            ),
+        )),
+    }
+}
+
+fn parse_format(py: Python<'_>, format: &str) -> PyResult<Format> {
+    Format::parse(format).map_err(|e| to_pyerr(py, e))
+}
+
+fn strings(names: Vec<Arc<str>>) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+impl PyDispatcher {
+    fn handle<'py>(&self, py: Python<'py>, id: ConnId) -> Option<Bound<'py, PyAny>> {
+        self.handles.get(&id).map(|h| h.bind(py).clone())
+    }
+}
+
+#[pymethods]
+impl PyDispatcher {
+    #[new]
+    #[pyo3(signature = (*, soft_cap_bytes, tick_cap, lag_deadline_ms, wheel_tick_ms, min_interval_ms, max_interval_ms, zstd_dictionary = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        soft_cap_bytes: usize,
+        tick_cap: usize,
+        lag_deadline_ms: i64,
+        wheel_tick_ms: i64,
+        min_interval_ms: u32,
+        max_interval_ms: u32,
+        zstd_dictionary: Option<&[u8]>,
+    ) -> PyResult<Self> {
+        let limits = DispatcherLimits {
+            soft_cap_bytes,
+            tick_cap,
+            lag_deadline_ms,
+            wheel_tick_ms,
+            min_interval_ms,
+            max_interval_ms,
+        };
+        Ok(PyDispatcher {
+            inner: Dispatcher::new(limits, zstd_dictionary).map_err(|e| to_pyerr(py, e))?,
+            handles: FxHashMap::default(),
+            flushed: Vec::new(),
+        })
+    }
+
+    /// Registers a connection; `format` is `json`, `proto` or `proto+zstd` (or the
+    /// subprotocol name). Raises `DecodeError` (code `invalid_mode`) for a bad mode.
+    #[pyo3(signature = (handle, format = "json", mode = "immediate", interval_ms = 500))]
+    fn connect(
+        &mut self,
+        py: Python<'_>,
+        handle: Py<PyAny>,
+        format: &str,
+        mode: &str,
+        interval_ms: u32,
+    ) -> PyResult<ConnId> {
+        let format = parse_format(py, format)?;
+        let mode = parse_mode(py, mode, interval_ms)?;
+        let id = self
+            .inner
+            .connect(format, mode, now_ms())
+            .map_err(|e| to_pyerr(py, e))?;
+        self.handles.insert(id, handle);
+        Ok(id)
+    }
+
+    /// Forgets a connection; returns the channels that lost their last receiver.
+    fn disconnect(&mut self, conn: ConnId) -> Vec<String> {
+        self.handles.remove(&conn);
+        strings(self.inner.disconnect(conn))
+    }
+
+    /// Returns the channels that gained their first receiver.
+    fn subscribe(&mut self, conn: ConnId, channels: Vec<String>) -> Vec<String> {
+        strings(self.inner.subscribe(conn, &channels))
+    }
+
+    /// Returns the channels that lost their last receiver. Nothing of `channels` reaches the
+    /// connection after this returns.
+    fn unsubscribe(&mut self, conn: ConnId, channels: Vec<String>) -> Vec<String> {
+        strings(self.inner.unsubscribe(conn, &channels))
+    }
+
+    /// Drops channels the provider refused from every holder: `[(handle, [channel, ...])]`.
+    fn drop_channels<'py>(&mut self, py: Python<'py>, channels: Vec<String>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (id, names) in self.inner.drop_channels(&channels) {
+            if let Some(h) = self.handle(py, id) {
+                out.append((h, strings(names)))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Channels `conn` holds, sorted.
+    fn channels_of(&self, conn: ConnId) -> Vec<String> {
+        strings(self.inner.index().channels_of(conn))
+    }
+
+    fn is_subscribed(&self, conn: ConnId, channel: &str) -> bool {
+        self.inner.index().is_subscribed(conn, channel)
+    }
+
+    /// Every channel with at least one receiver, sorted.
+    fn channels(&self) -> Vec<String> {
+        strings(self.inner.index().channels())
+    }
+
+    #[pyo3(signature = (conn, mode, interval_ms = 500))]
+    fn set_mode(&mut self, py: Python<'_>, conn: ConnId, mode: &str, interval_ms: u32) -> PyResult<()> {
+        let mode = parse_mode(py, mode, interval_ms)?;
+        self.inner
+            .set_mode(conn, mode, now_ms())
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// `(mode, interval_ms)` of a connection (`interval_ms` 0 in immediate mode).
+    fn mode_of(&self, conn: ConnId) -> Option<(&'static str, u32)> {
+        self.inner.mode(conn).map(|m| match m {
+            Mode::Immediate => ("immediate", 0),
+            Mode::Batch { interval_ms } => ("batch", interval_ms),
+        })
+    }
+
+    /// The edge's socket went over (`True`) or back under (`False`) its high watermark.
+    fn set_paused(&mut self, conn: ConnId, paused: bool) {
+        self.inner.set_paused(conn, paused, now_ms());
+    }
+
+    /// Handles of connections paused past the lag deadline.
+    fn lagging<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
+        self.inner
+            .lagging(now_ms())
+            .into_iter()
+            .filter_map(|id| self.handle(py, id))
+            .collect()
+    }
+
+    /// Fans out a list of `Update`s (one provider frame's worth); returns the receivers
+    /// reached in all.
+    fn publish(&mut self, updates: &Bound<'_, PyList>) -> PyResult<usize> {
+        let mut reached = 0;
+        for item in updates.iter() {
+            let update = item
+                .downcast::<PyUpdate>()
+                .map_err(|_| PyTypeError::new_err("publish takes a list of tickgate.Update"))?;
+            reached += self.inner.publish(&update.get().encoded);
+        }
+        Ok(reached)
+    }
+
+    /// Queued frames of one connection (write them before a reply), or `None`.
+    fn take_outbox<'py>(&mut self, py: Python<'py>, conn: ConnId) -> Option<Bound<'py, PyBytes>> {
+        self.inner.take_outbox(conn).map(|buf| PyBytes::new(py, &buf))
+    }
+
+    /// Everything due now, as `[(handle, bytes)]`: one entry per connection.
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut flushed = std::mem::take(&mut self.flushed);
+        self.inner.flush(now_ms(), &mut flushed);
+        let out = PyList::empty(py);
+        // A batch shared by a group becomes one bytes object for all its members.
+        let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
+        for (id, outgoing) in flushed.drain(..) {
+            let Some(handle) = self.handle(py, id) else {
+                continue;
+            };
+            let bytes = match &outgoing {
+                Outgoing::Owned(v) => PyBytes::new(py, v),
+                Outgoing::Shared(v) => shared
+                    .entry(Arc::as_ptr(v) as usize)
+                    .or_insert_with(|| PyBytes::new(py, v))
+                    .clone(),
+            };
+            out.append((handle, bytes))?;
+        }
+        self.flushed = flushed;
+        Ok(out)
+    }
+
+    /// A complete server frame for a message the edge built (a reply, an error) in the
+    /// connection's format: text for JSON, binary for Protobuf, zstd-compressed for `+zstd`.
+    fn frame_message<'py>(
+        &mut self,
+        py: Python<'py>,
+        format: &str,
+        payload: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let format = parse_format(py, format)?;
+        Ok(PyBytes::new(
+            py,
+            &frame_message(format, payload, self.inner.compressor()),
+        ))
+    }
+
+    /// The zstd dictionary id in use, if any.
+    #[getter]
+    fn zstd_dictionary_id(&mut self) -> Option<u32> {
+        self.inner.compressor().dictionary_id()
+    }
+
+    #[getter]
+    fn wheel_tick_ms(&self) -> i64 {
+        self.inner.limits().wheel_tick_ms
+    }
+
+    #[getter]
+    fn connection_count(&self) -> usize {
+        self.inner.connection_count()
+    }
+
+    #[getter]
+    fn channel_count(&self) -> usize {
+        self.inner.index().channel_count()
+    }
+
+    #[getter]
+    fn subscription_count(&self) -> usize {
+        self.inner.index().subscription_count()
+    }
+
+    /// Counters and gauges for `/metrics`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("published", s.published)?;
+        d.set_item("deliveries", s.deliveries)?;
+        d.set_item("conflated", s.conflated)?;
+        d.set_item("ticks_dropped", s.ticks_dropped)?;
+        d.set_item("batches", s.batches)?;
+        d.set_item("batch_encodes", s.batch_encodes)?;
+        d.set_item("bytes_out", s.bytes_out)?;
+        d.set_item("slow_conflations", s.slow_conflations)?;
+        d.set_item("connections", self.inner.connection_count())?;
+        d.set_item("batch_connections", self.inner.batch_connection_count())?;
+        d.set_item("paused_connections", self.inner.paused_count())?;
+        d.set_item("channels", self.inner.index().channel_count())?;
+        d.set_item("subscriptions", self.inner.index().subscription_count())?;
+        Ok(d)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for h in self.handles.values() {
+            visit.call(h)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.handles.clear();
+    }
+}
