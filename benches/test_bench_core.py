@@ -15,6 +15,7 @@ import pytest
 from benches.baseline_msgspec import MsgspecPipeline
 from benches.feed import frames
 from tickgate import FeedProcessor, SubscriptionIndex
+from tickgate._core import Dispatcher
 
 RECV_MS = 1731689500000
 SINGLE = {kind: frames(1, kinds=(kind,))[0] for kind in ("quote", "tick", "depth", "kline@1")}
@@ -58,6 +59,56 @@ def test_batch_1000_mixed(benchmark, impl: str) -> None:
             return [process(f, RECV_MS) for f in BATCH]  # type: ignore[misc]
 
     assert len(benchmark(run)) == 1000
+
+
+#: Receivers per channel in the fan-out benchmark.
+FANOUT = 10
+
+
+def fanout_dispatcher() -> tuple[Dispatcher, list[object]]:
+    d = Dispatcher(
+        soft_cap_bytes=1 << 30,
+        tick_cap=1000,
+        lag_deadline_ms=1 << 40,
+        wheel_tick_ms=10,
+        min_interval_ms=50,
+        max_interval_ms=60_000,
+    )
+    channels = sorted({u.channel for u in FeedProcessor("itick").ingest_many(BATCH, RECV_MS)[0]})
+    handles = [object() for _ in range(FANOUT)]
+    for h in handles:
+        d.subscribe(d.connect(h), channels)
+    return d, handles
+
+
+@pytest.mark.parametrize("impl", ["tickgate-core", "msgspec-baseline"])
+def test_frames_to_every_receivers_bytes(benchmark, impl: str) -> None:
+    """Provider frames in -> one ready buffer per receiver out: 1000 mixed frames, every channel
+    held by 10 receivers. The core's side is ingest_many + Dispatcher.publish + flush; the
+    baseline decodes and encodes with msgspec and joins each receiver's frames in Python."""
+    benchmark.group = f"1000 frames -> bytes for {FANOUT} receivers each"
+    benchmark.extra_info.update(frames=len(BATCH), receivers=FANOUT, impl=impl)
+    if impl == "tickgate-core":
+        d, _ = fanout_dispatcher()
+        p = FeedProcessor("itick")
+
+        def run() -> int:
+            d.publish(p.ingest_many(BATCH, RECV_MS)[0])
+            return sum(len(b) for _, b in d.flush())
+    else:
+        process = MsgspecPipeline().process
+        receivers = list(range(FANOUT))
+
+        def run() -> int:
+            queues: dict[int, list[bytes]] = {r: [] for r in receivers}
+            for f in BATCH:
+                frame = process(f, RECV_MS)
+                if frame:
+                    for r in receivers:
+                        queues[r].append(frame)  # type: ignore[arg-type]
+            return sum(len(b"".join(q)) for q in queues.values())
+
+    assert benchmark(run) > 0
 
 
 def test_encode_protobuf_frame(benchmark) -> None:

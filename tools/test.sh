@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh checkout: creates .venv, installs maturin and every
-# dependency, builds the Rust extension, then runs `cargo test` and pytest (tests/ and a
-# single-round pass over benches/ so the benchmarks stay runnable).
+# dependency, builds the Rust extension, then runs `cargo test`, pytest (tests/ and a
+# single-round pass over benches/ so the benchmarks stay runnable) and the linters
+# (clippy with warnings as errors, ruff).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,10 @@ fi
 .venv/bin/python -m pip install -q -e ".[test,dev]"
 
 cargo test --locked
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features python -- -D warnings
+.venv/bin/ruff check python tests benches
+.venv/bin/ruff format --check python tests benches
 
 set +e
 .venv/bin/python -m pytest tests benches -q "$@"
