@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 from tickgate._core import Dispatcher, FeedProcessor
 from tickgate.simulate.itick_protocol import PushEncoder

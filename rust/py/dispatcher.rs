@@ -23,8 +23,9 @@ use crate::state::now_ms;
 #[pyclass(module = "tickgate._core", name = "Dispatcher")]
 pub struct PyDispatcher {
     inner: Dispatcher,
-    /// The edge's object for each connection id (held strongly while registered).
-    handles: FxHashMap<ConnId, Py<PyAny>>,
+    /// The edge's object for each connection id (held strongly while registered), and the
+    /// callable that writes bytes to its socket.
+    handles: FxHashMap<ConnId, (Py<PyAny>, Option<Py<PyAny>>)>,
     flushed: Vec<(ConnId, Outgoing)>,
 }
 
@@ -55,7 +56,7 @@ fn strings(names: Vec<Arc<str>>) -> Vec<String> {
 
 impl PyDispatcher {
     fn handle<'py>(&self, py: Python<'py>, id: ConnId) -> Option<Bound<'py, PyAny>> {
-        self.handles.get(&id).map(|h| h.bind(py).clone())
+        self.handles.get(&id).map(|(h, _)| h.bind(py).clone())
     }
 }
 
@@ -90,8 +91,9 @@ impl PyDispatcher {
     }
 
     /// Registers a connection; `format` is `json`, `proto` or `proto+zstd` (or the
-    /// subprotocol name). Raises `DecodeError` (code `invalid_mode`) for a bad mode.
-    #[pyo3(signature = (handle, format = "json", mode = "immediate", interval_ms = 500))]
+    /// subprotocol name); `writer`, if given, is what `write_out` calls with its bytes.
+    /// Raises `InvalidModeError` for a bad mode.
+    #[pyo3(signature = (handle, format = "json", mode = "immediate", interval_ms = 500, writer = None))]
     fn connect(
         &mut self,
         py: Python<'_>,
@@ -99,6 +101,7 @@ impl PyDispatcher {
         format: &str,
         mode: &str,
         interval_ms: u32,
+        writer: Option<Py<PyAny>>,
     ) -> PyResult<ConnId> {
         let format = parse_format(py, format)?;
         let mode = parse_mode(py, mode, interval_ms)?;
@@ -106,7 +109,7 @@ impl PyDispatcher {
             .inner
             .connect(format, mode, now_ms())
             .map_err(|e| to_pyerr(py, e))?;
-        self.handles.insert(id, handle);
+        self.handles.insert(id, (handle, writer));
         Ok(id)
     }
 
@@ -224,6 +227,33 @@ impl PyDispatcher {
         Ok(out)
     }
 
+    /// Like `flush`, but calls each connection's `writer` with its bytes here, so the edge's
+    /// per-connection write costs no Python bytecode. Returns the handles whose write raised
+    /// (the edge drops those), as `[(handle, exception)]`.
+    fn write_out<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut flushed = std::mem::take(&mut self.flushed);
+        self.inner.flush(now_ms(), &mut flushed);
+        let failed = PyList::empty(py);
+        let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
+        for (id, outgoing) in flushed.drain(..) {
+            let Some((handle, Some(writer))) = self.handles.get(&id) else {
+                continue;
+            };
+            let bytes = match &outgoing {
+                Outgoing::Owned(v) => PyBytes::new(py, v),
+                Outgoing::Shared(v) => shared
+                    .entry(Arc::as_ptr(v) as usize)
+                    .or_insert_with(|| PyBytes::new(py, v))
+                    .clone(),
+            };
+            if let Err(e) = writer.bind(py).call1((bytes,)) {
+                failed.append((handle.bind(py), e.value(py)))?;
+            }
+        }
+        self.flushed = flushed;
+        Ok(failed)
+    }
+
     /// A complete server frame for a message the edge built (a reply, an error) in the
     /// connection's format: text for JSON, binary for Protobuf, zstd-compressed for `+zstd`.
     fn frame_message<'py>(
@@ -286,8 +316,11 @@ impl PyDispatcher {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for h in self.handles.values() {
+        for (h, w) in self.handles.values() {
             visit.call(h)?;
+            if let Some(w) = w {
+                visit.call(w)?;
+            }
         }
         Ok(())
     }

@@ -87,7 +87,9 @@ class ClientConnection(WSListener):
             return
         soft = hub.config.slow_consumer_soft_cap_bytes
         raw.set_write_buffer_limits(high=soft, low=soft // 4)
-        self.id = hub.dispatcher.connect(self, self.format, self._mode, self.interval_ms)
+        # The dispatcher writes ready bytes with the socket's own write: a connection is detached
+        # from it (so never written to) as soon as it closes.
+        self.id = hub.dispatcher.connect(self, self.format, self._mode, self.interval_ms, raw.write)
         hub.attach(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -120,11 +122,6 @@ class ClientConnection(WSListener):
             self.hub.paused(self, False)
 
     # -- sending ----------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Writes ready frames (the hub's flush)."""
-        if not self.closed:
-            self._write(data)
 
     def send(self, message: Reply | ErrorReply) -> None:
         """Sends a reply in this connection's format, after anything queued before it."""

@@ -97,15 +97,13 @@ class EdgeHub:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Writes what the dispatcher has ready: one buffer per connection."""
+        """Writes what the dispatcher has ready: one buffer per connection, each written by the
+        core calling the connection's socket write (no Python per connection)."""
         self._flush_pending = False
-        for conn, data in self.dispatcher.flush():
-            try:
-                conn.write(data)
-            except Exception:
-                # One broken connection must not keep the others' frames queued.
-                log.exception("write to %r failed; dropping it", conn)
-                conn.abort()
+        for conn, error in self.dispatcher.write_out():
+            # One broken connection must not keep the others' frames queued.
+            log.warning("write to %r failed (%r); dropping it", conn, error)
+            conn.abort()
 
     # -- connections -------------------------------------------------------------------------
 
