@@ -7,7 +7,9 @@ extension ``tickgate._core``; this package is its public face.
 from __future__ import annotations
 
 from tickgate._core import (
+    SUBPROTOCOLS,
     ControlEvent,
+    Dispatcher,
     FeedProcessor,
     FrameError,
     SubscriptionIndex,
@@ -24,20 +26,24 @@ from tickgate.errors import (
     CATALOGUE,
     DecodeError,
     ErrorCode,
+    InvalidModeError,
     InvalidSymbolError,
     InvalidTypeError,
 )
 
 __all__ = [
     "CATALOGUE",
+    "SUBPROTOCOLS",
     "ConfigError",
     "ControlEvent",
     "DecodeError",
+    "Dispatcher",
     "ErrorCode",
     "FeedProcessor",
     "FrameError",
     "Gateway",
     "GatewayConfig",
+    "InvalidModeError",
     "InvalidSymbolError",
     "InvalidTypeError",
     "ItickAdapter",
