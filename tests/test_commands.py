@@ -45,6 +45,9 @@ class FakeConn:
         self.closed_with: tuple[int, str] | None = None
         self.aborted = False
         self.broken = False
+        #: Called inside ``write``, as a transport calls ``pause_writing`` when a write crosses
+        #: its high watermark.
+        self.on_write: Any = None
 
     def send(self, message: Any) -> None:
         self.sent.append(message)
@@ -53,6 +56,8 @@ class FakeConn:
         if self.broken:
             raise ConnectionResetError("peer gone")
         self.written.append(data)
+        if self.on_write is not None:
+            self.on_write()
 
     def abort(self) -> None:
         self.aborted = True
@@ -440,3 +445,30 @@ async def test_a_failing_write_drops_only_that_connection(aenv: Setup) -> None:
     aenv.hub.flush()
     assert a.aborted and not b.aborted
     assert [m["data"]["seq"] for m in pushes(b.written[0])] == [1]
+
+
+async def test_backpressure_reported_from_inside_a_write_pauses_the_connection(aenv: Setup) -> None:
+    """asyncio's transport calls ``pause_writing`` synchronously from ``write`` when the buffer
+    crosses the high watermark; the hub must accept that while it is flushing."""
+    a, b = aenv.connect(), aenv.connect()
+    for conn in (a, b):
+        aenv.handle(conn, {"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote", "tick"]})
+    a.on_write = lambda: aenv.hub.paused(a, True)  # type: ignore[arg-type]
+    processor = FeedProcessor("itick")
+    aenv.hub.publish(processor.ingest(QUOTE)[0])
+    aenv.hub.flush()
+    assert not a.aborted
+    assert a.paused
+    assert aenv.dispatcher.stats()["paused_connections"] == 1
+    # While paused, a's updates are conflated and held; b gets everything.
+    a.on_write = None
+    for i in range(3):
+        aenv.hub.publish(processor.ingest(quote("AAPL$US", 200.0 + i))[0])
+    aenv.hub.publish(processor.ingest(TICK)[0])
+    aenv.hub.flush()
+    assert len(a.written) == 1
+    assert [m["data"]["seq"] for m in pushes(b"".join(b.written))] == [1, 2, 3, 4, 1]
+    aenv.hub.paused(a, False)  # type: ignore[arg-type]
+    aenv.hub.flush()
+    got = [(m["data"]["type"], m["data"]["seq"]) for m in pushes(a.written[1])]
+    assert got == [("quote", 4), ("tick", 1)]  # the latest state, then the held tick

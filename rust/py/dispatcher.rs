@@ -29,6 +29,9 @@ pub struct PyDispatcher {
     flushed: Vec<(ConnId, Outgoing)>,
 }
 
+/// One connection's bytes, its handle and its writer, collected while the dispatcher is borrowed.
+type PendingWrite<'py> = (Py<PyAny>, Option<Py<PyAny>>, Bound<'py, PyBytes>);
+
 fn parse_mode(py: Python<'_>, mode: &str, interval_ms: u32) -> PyResult<Mode> {
     match mode {
         "immediate" => Ok(Mode::Immediate),
@@ -228,29 +231,50 @@ impl PyDispatcher {
     }
 
     /// Like `flush`, but calls each connection's `writer` with its bytes here, so the edge's
-    /// per-connection write costs no Python bytecode. Returns the handles whose write raised
-    /// (the edge drops those), as `[(handle, exception)]`.
-    fn write_out<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let mut flushed = std::mem::take(&mut self.flushed);
-        self.inner.flush(now_ms(), &mut flushed);
+    /// per-connection write costs no Python bytecode. Returns `[(handle, exception)]` for the
+    /// writes that raised (the edge drops those); a connection registered without a writer
+    /// is reported there too, with a `TypeError`, rather than losing its bytes silently.
+    ///
+    /// The writers run after the dispatcher is released: a write that crosses the socket's
+    /// high watermark calls back into `set_paused` from inside the write.
+    fn write_out<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let mut writes: Vec<PendingWrite<'py>> = Vec::new();
+        {
+            let mut this = slf.borrow_mut();
+            let this = &mut *this;
+            let mut flushed = std::mem::take(&mut this.flushed);
+            this.inner.flush(now_ms(), &mut flushed);
+            let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
+            for (id, outgoing) in flushed.drain(..) {
+                let Some((handle, writer)) = this.handles.get(&id) else {
+                    continue;
+                };
+                let bytes = match &outgoing {
+                    Outgoing::Owned(v) => PyBytes::new(py, v),
+                    Outgoing::Shared(v) => shared
+                        .entry(Arc::as_ptr(v) as usize)
+                        .or_insert_with(|| PyBytes::new(py, v))
+                        .clone(),
+                };
+                writes.push((
+                    handle.clone_ref(py),
+                    writer.as_ref().map(|w| w.clone_ref(py)),
+                    bytes,
+                ));
+            }
+            this.flushed = flushed;
+        }
         let failed = PyList::empty(py);
-        let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
-        for (id, outgoing) in flushed.drain(..) {
-            let Some((handle, Some(writer))) = self.handles.get(&id) else {
-                continue;
+        for (handle, writer, bytes) in writes {
+            let result = match writer {
+                Some(w) => w.bind(py).call1((bytes,)).map(|_| ()),
+                None => Err(PyTypeError::new_err("connection registered without a writer")),
             };
-            let bytes = match &outgoing {
-                Outgoing::Owned(v) => PyBytes::new(py, v),
-                Outgoing::Shared(v) => shared
-                    .entry(Arc::as_ptr(v) as usize)
-                    .or_insert_with(|| PyBytes::new(py, v))
-                    .clone(),
-            };
-            if let Err(e) = writer.bind(py).call1((bytes,)) {
+            if let Err(e) = result {
                 failed.append((handle.bind(py), e.value(py)))?;
             }
         }
-        self.flushed = flushed;
         Ok(failed)
     }
 
