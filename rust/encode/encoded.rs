@@ -70,6 +70,16 @@ impl EncodedUpdate {
         }
     }
 
+    /// The frame in `format` as already encoded by `frame` (empty if it never was: zstd needs
+    /// a compressor to be made).
+    pub fn encoded_frame(&self, format: Format) -> &[u8] {
+        match format {
+            Format::Json => self.json_frame(),
+            Format::Proto => self.proto().frame(),
+            Format::ProtoZstd => self.zstd.get().map_or(&[], Vec::as_slice),
+        }
+    }
+
     /// What this update contributes to a batch in `format` (before any compression).
     pub fn batch_item(&self, format: Format) -> &[u8] {
         match format {

@@ -15,6 +15,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use super::conflation::{Conflation, Pushed};
 use super::index::{Change, ConnId, SubscriptionIndex};
+use super::outbox::{Frames, Outgoing};
 use super::wheel::TimerWheel;
 use crate::encode::{json, protobuf, Compressor, EncodedUpdate, Format};
 use crate::error::{CoreError, CoreResult, ErrorCode};
@@ -57,22 +58,6 @@ pub enum Mode {
     Batch { interval_ms: u32 },
 }
 
-/// One connection's bytes for this flush: its own, or a batch shared with others.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    Owned(Vec<u8>),
-    Shared(Arc<Vec<u8>>),
-}
-
-impl Outgoing {
-    pub fn as_slice(&self) -> &[u8] {
-        match self {
-            Outgoing::Owned(v) => v,
-            Outgoing::Shared(v) => v,
-        }
-    }
-}
-
 /// Running totals, read by `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DispatcherStats {
@@ -97,8 +82,8 @@ pub struct DispatcherStats {
 struct Conn {
     format: Format,
     mode: Mode,
-    /// Ready frames not yet handed to the edge (immediate mode).
-    outbox: Vec<u8>,
+    /// Frames not yet handed to the edge (immediate mode).
+    outbox: Frames,
     /// Pending conflated updates (batch mode, or while slow); allocated on first use.
     pending: Option<Box<Conflation>>,
     /// Since when the edge reported the socket over its high watermark.
@@ -216,7 +201,7 @@ impl Dispatcher {
             Conn {
                 format,
                 mode: Mode::Immediate,
-                outbox: Vec::new(),
+                outbox: Frames::new(format),
                 pending: None,
                 paused_since: None,
                 dirty: false,
@@ -383,8 +368,7 @@ impl Dispatcher {
             };
             let flowing = conn.mode == Mode::Immediate && conn.paused_since.is_none();
             if flowing && conn.outbox.len() < limits.soft_cap_bytes {
-                conn.outbox
-                    .extend_from_slice(update.frame(conn.format, compressor));
+                conn.outbox.push(update, compressor);
                 stats.deliveries += 1;
                 mark_dirty(dirty, id, conn);
                 continue;
@@ -403,14 +387,14 @@ impl Dispatcher {
 
     /// Whatever the connection has queued, to be written before a reply so that a reply never
     /// overtakes a push queued before it.
-    pub fn take_outbox(&mut self, id: ConnId) -> Option<Vec<u8>> {
+    pub fn take_outbox(&mut self, id: ConnId) -> Option<Outgoing> {
         let conn = self.conns.get_mut(&id)?;
         if conn.outbox.is_empty() {
             return None;
         }
-        let out = std::mem::take(&mut conn.outbox);
+        let out = std::mem::replace(&mut conn.outbox, Frames::new(conn.format));
         self.stats.bytes_out += out.len() as u64;
-        Some(out)
+        Some(Outgoing::Frames(out))
     }
 
     /// Everything due now: one buffer per dirty immediate-mode connection, one batch frame per
@@ -426,19 +410,19 @@ impl Dispatcher {
             if conn.paused_since.is_some() {
                 continue; // held until the socket drains; `set_paused(false)` re-queues it
             }
-            let mut buf = std::mem::take(&mut conn.outbox);
+            let mut frames = std::mem::replace(&mut conn.outbox, Frames::new(conn.format));
             if conn.mode == Mode::Immediate {
                 if let Some(p) = conn.pending.as_mut().filter(|p| !p.is_empty()) {
                     for u in p.updates() {
-                        buf.extend_from_slice(u.frame(conn.format, &mut self.compressor));
+                        frames.push(u, &mut self.compressor);
                     }
                     self.stats.deliveries += p.len() as u64;
                     p.clear();
                 }
             }
-            if !buf.is_empty() {
-                self.stats.bytes_out += buf.len() as u64;
-                out.push((id, Outgoing::Owned(buf)));
+            if !frames.is_empty() {
+                self.stats.bytes_out += frames.len() as u64;
+                out.push((id, Outgoing::Frames(frames)));
             }
         }
         self.dirty = dirty; // keeps its capacity

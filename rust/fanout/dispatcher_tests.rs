@@ -65,9 +65,7 @@ fn dispatcher() -> Dispatcher {
 fn flush(d: &mut Dispatcher, now: i64) -> Vec<(ConnId, Vec<u8>)> {
     let mut out = Vec::new();
     d.flush(now, &mut out);
-    out.into_iter()
-        .map(|(id, o)| (id, o.as_slice().to_vec()))
-        .collect()
+    out.into_iter().map(|(id, o)| (id, o.to_vec())).collect()
 }
 
 /// Splits a buffer of unmasked server frames into payloads.

@@ -3,7 +3,9 @@
 pub mod conflation;
 pub mod dispatcher;
 pub mod index;
+pub mod outbox;
 pub mod wheel;
 
-pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Mode, Outgoing};
+pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Mode};
 pub use index::{Change, ChannelId, ConnId, SubscriptionIndex};
+pub use outbox::{Frames, Outgoing};

@@ -57,6 +57,39 @@ fn strings(names: Vec<Arc<str>>) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
+/// Turns what the dispatcher hands out into `bytes`: a connection's frames are copied once,
+/// straight into the new object; a batch shared by a group becomes one object for all.
+struct ToBytes<'py> {
+    py: Python<'py>,
+    shared: FxHashMap<usize, Bound<'py, PyBytes>>,
+}
+
+impl<'py> ToBytes<'py> {
+    fn new(py: Python<'py>) -> Self {
+        ToBytes {
+            py,
+            shared: FxHashMap::default(),
+        }
+    }
+
+    fn convert(&mut self, outgoing: &Outgoing) -> PyResult<Bound<'py, PyBytes>> {
+        match outgoing {
+            Outgoing::Shared(v) => {
+                if let Some(b) = self.shared.get(&(Arc::as_ptr(v) as usize)) {
+                    return Ok(b.clone());
+                }
+                let b = PyBytes::new(self.py, v);
+                self.shared.insert(Arc::as_ptr(v) as usize, b.clone());
+                Ok(b)
+            }
+            Outgoing::Frames(_) => PyBytes::new_with(self.py, outgoing.len(), |buf| {
+                outgoing.write_to(buf);
+                Ok(())
+            }),
+        }
+    }
+}
+
 impl PyDispatcher {
     fn handle<'py>(&self, py: Python<'py>, id: ConnId) -> Option<Bound<'py, PyAny>> {
         self.handles.get(&id).map(|(h, _)| h.bind(py).clone())
@@ -202,8 +235,11 @@ impl PyDispatcher {
     }
 
     /// Queued frames of one connection (write them before a reply), or `None`.
-    fn take_outbox<'py>(&mut self, py: Python<'py>, conn: ConnId) -> Option<Bound<'py, PyBytes>> {
-        self.inner.take_outbox(conn).map(|buf| PyBytes::new(py, &buf))
+    fn take_outbox<'py>(&mut self, py: Python<'py>, conn: ConnId) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.inner
+            .take_outbox(conn)
+            .map(|out| ToBytes::new(py).convert(&out))
+            .transpose()
     }
 
     /// Everything due now, as `[(handle, bytes)]`: one entry per connection.
@@ -211,20 +247,11 @@ impl PyDispatcher {
         let mut flushed = std::mem::take(&mut self.flushed);
         self.inner.flush(now_ms(), &mut flushed);
         let out = PyList::empty(py);
-        // A batch shared by a group becomes one bytes object for all its members.
-        let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
+        let mut to_bytes = ToBytes::new(py);
         for (id, outgoing) in flushed.drain(..) {
-            let Some(handle) = self.handle(py, id) else {
-                continue;
-            };
-            let bytes = match &outgoing {
-                Outgoing::Owned(v) => PyBytes::new(py, v),
-                Outgoing::Shared(v) => shared
-                    .entry(Arc::as_ptr(v) as usize)
-                    .or_insert_with(|| PyBytes::new(py, v))
-                    .clone(),
-            };
-            out.append((handle, bytes))?;
+            if let Some(handle) = self.handle(py, id) {
+                out.append((handle, to_bytes.convert(&outgoing)?))?;
+            }
         }
         self.flushed = flushed;
         Ok(out)
@@ -245,18 +272,12 @@ impl PyDispatcher {
             let this = &mut *this;
             let mut flushed = std::mem::take(&mut this.flushed);
             this.inner.flush(now_ms(), &mut flushed);
-            let mut shared: FxHashMap<usize, Bound<'py, PyBytes>> = FxHashMap::default();
+            let mut to_bytes = ToBytes::new(py);
             for (id, outgoing) in flushed.drain(..) {
                 let Some((handle, writer)) = this.handles.get(&id) else {
                     continue;
                 };
-                let bytes = match &outgoing {
-                    Outgoing::Owned(v) => PyBytes::new(py, v),
-                    Outgoing::Shared(v) => shared
-                        .entry(Arc::as_ptr(v) as usize)
-                        .or_insert_with(|| PyBytes::new(py, v))
-                        .clone(),
-                };
+                let bytes = to_bytes.convert(&outgoing)?;
                 writes.push((
                     handle.clone_ref(py),
                     writer.as_ref().map(|w| w.clone_ref(py)),
