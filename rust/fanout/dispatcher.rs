@@ -180,15 +180,40 @@ impl Dispatcher {
     /// Checks a requested mode against the limits.
     pub fn check_mode(&self, mode: Mode) -> CoreResult<Mode> {
         if let Mode::Batch { interval_ms } = mode {
-            let (lo, hi) = (self.limits.min_interval_ms, self.limits.max_interval_ms);
-            if !(lo..=hi).contains(&interval_ms) {
-                return Err(CoreError::new(
-                    ErrorCode::InvalidMode,
-                    format!("interval_ms must be {lo}..{hi} (got {interval_ms})"),
-                ));
-            }
+            self.check_interval(interval_ms.into())?;
         }
         Ok(mode)
+    }
+
+    /// A mode by name (`immediate`, `batch`) with its interval, as clients send it: the one
+    /// place the allowed names and intervals are checked.
+    pub fn parse_mode(&self, name: &str, interval_ms: i64) -> CoreResult<Mode> {
+        match name {
+            "immediate" => Ok(Mode::Immediate),
+            "batch" => Ok(Mode::Batch {
+                interval_ms: self.check_interval(interval_ms)?,
+            }),
+            other => Err(CoreError::new(
+                ErrorCode::InvalidMode,
+                format!(
+                    "mode must be immediate or batch (got {:?})",
+                    other.chars().take(32).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    fn check_interval(&self, interval_ms: i64) -> CoreResult<u32> {
+        let (lo, hi) = (self.limits.min_interval_ms, self.limits.max_interval_ms);
+        u32::try_from(interval_ms)
+            .ok()
+            .filter(|i| (lo..=hi).contains(i))
+            .ok_or_else(|| {
+                CoreError::new(
+                    ErrorCode::InvalidMode,
+                    format!("interval_ms must be {lo}..{hi} (got {interval_ms})"),
+                )
+            })
     }
 
     /// A new connection's id.

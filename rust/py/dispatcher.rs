@@ -32,23 +32,6 @@ pub struct PyDispatcher {
 /// One connection's bytes, its handle and its writer, collected while the dispatcher is borrowed.
 type PendingWrite<'py> = (Py<PyAny>, Option<Py<PyAny>>, Bound<'py, PyBytes>);
 
-fn parse_mode(py: Python<'_>, mode: &str, interval_ms: u32) -> PyResult<Mode> {
-    match mode {
-        "immediate" => Ok(Mode::Immediate),
-        "batch" => Ok(Mode::Batch { interval_ms }),
-        other => Err(to_pyerr(
-            py,
-            crate::error::CoreError::new(
-                crate::error::ErrorCode::InvalidMode,
-                format!(
-                    "mode must be immediate or batch (got {:?})",
-                    other.chars().take(32).collect::<String>()
-                ),
-            ),
-        )),
-    }
-}
-
 fn parse_format(py: Python<'_>, format: &str) -> PyResult<Format> {
     Format::parse(format).map_err(|e| to_pyerr(py, e))
 }
@@ -91,6 +74,12 @@ impl<'py> ToBytes<'py> {
 }
 
 impl PyDispatcher {
+    fn parse_mode(&self, py: Python<'_>, mode: &str, interval_ms: i64) -> PyResult<Mode> {
+        self.inner
+            .parse_mode(mode, interval_ms)
+            .map_err(|e| to_pyerr(py, e))
+    }
+
     fn handle<'py>(&self, py: Python<'py>, id: ConnId) -> Option<Bound<'py, PyAny>> {
         self.handles.get(&id).map(|(h, _)| h.bind(py).clone())
     }
@@ -136,11 +125,11 @@ impl PyDispatcher {
         handle: Py<PyAny>,
         format: &str,
         mode: &str,
-        interval_ms: u32,
+        interval_ms: i64,
         writer: Option<Py<PyAny>>,
     ) -> PyResult<ConnId> {
         let format = parse_format(py, format)?;
-        let mode = parse_mode(py, mode, interval_ms)?;
+        let mode = self.parse_mode(py, mode, interval_ms)?;
         let id = self
             .inner
             .connect(format, mode, now_ms())
@@ -191,9 +180,15 @@ impl PyDispatcher {
         strings(self.inner.index().channels())
     }
 
+    /// Raises `InvalidModeError` for a mode or interval the limits do not allow.
+    #[pyo3(signature = (mode, interval_ms = 500))]
+    fn check_mode(&self, py: Python<'_>, mode: &str, interval_ms: i64) -> PyResult<()> {
+        self.parse_mode(py, mode, interval_ms).map(|_| ())
+    }
+
     #[pyo3(signature = (conn, mode, interval_ms = 500))]
-    fn set_mode(&mut self, py: Python<'_>, conn: ConnId, mode: &str, interval_ms: u32) -> PyResult<()> {
-        let mode = parse_mode(py, mode, interval_ms)?;
+    fn set_mode(&mut self, py: Python<'_>, conn: ConnId, mode: &str, interval_ms: i64) -> PyResult<()> {
+        let mode = self.parse_mode(py, mode, interval_ms)?;
         self.inner
             .set_mode(conn, mode, now_ms())
             .map_err(|e| to_pyerr(py, e))

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
-from tickgate._core import SUBPROTOCOLS
+from tickgate._core import SUBPROTOCOLS, InvalidModeError
 from tickgate.edge.connection import ClientConnection
 from tickgate.edge.hub import EdgeHub
 from tickgate.edge.metrics import CONTENT_TYPE
@@ -39,17 +39,19 @@ def _bad_request(msg: str) -> WSUpgradeResponseWithListener:
 
 
 def _delivery(query: str, hub: EdgeHub) -> tuple[str, int] | str:
-    """``(mode, interval_ms)`` from the URL's query, or an error text."""
+    """``(mode, interval_ms)`` from the URL's query, or an error text. The core checks the
+    mode and the interval, as it does for ``set_mode``."""
     params = parse_qs(query, max_num_fields=16)
     mode = params.get("mode", ["immediate"])[-1]
-    if mode not in ("immediate", "batch"):
-        return f"mode must be immediate or batch (got {mode[:32]!r})"
     raw = params.get("interval_ms", [str(hub.config.batch_interval_ms)])[-1]
-    cfg = hub.config
-    if not raw.isdigit() or not cfg.batch_interval_min_ms <= int(raw) <= cfg.batch_interval_max_ms:
-        return (
-            f"interval_ms must be {cfg.batch_interval_min_ms}..{cfg.batch_interval_max_ms} (got {raw[:32]!r})"
-        )
+    if not raw.lstrip("-").isdigit() or len(raw) > 12:
+        return f"interval_ms must be a whole number of milliseconds (got {raw[:32]!r})"
+    try:
+        hub.dispatcher.check_mode(mode, int(raw))
+        if "interval_ms" in params:  # an interval given must be valid, whatever the mode
+            hub.dispatcher.check_mode("batch", int(raw))
+    except InvalidModeError as e:
+        return str(e)
     return mode, int(raw)
 
 

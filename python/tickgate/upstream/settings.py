@@ -11,20 +11,22 @@ from tickgate.config import AuthMode, GatewayConfig, UnsubscribeMode
 MAX_PROVIDER_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamSettings:
+    """No defaults here: they live in ``GatewayConfig``; build one with ``from_config``."""
+
     url: str
-    token: str = field(default="", repr=False)
-    auth: AuthMode = "header"
-    unsubscribe_mode: UnsubscribeMode = "message"
-    ping_interval: float = 30.0
-    pong_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    data_timeout: float = 300.0
-    connect_timeout: float = 10.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    subscribe_chunk: int = 200
+    token: str = field(repr=False)
+    auth: AuthMode
+    unsubscribe_mode: UnsubscribeMode
+    ping_interval: float
+    pong_timeout: float
+    idle_timeout: float
+    data_timeout: float
+    connect_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    subscribe_chunk: int
     max_message_bytes: int = MAX_PROVIDER_MESSAGE_BYTES
 
     @classmethod
