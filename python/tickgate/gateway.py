@@ -45,10 +45,13 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.processor = FeedProcessor(ItickAdapter.provider)
         self.dispatcher = make_dispatcher(self.config)
+        # Updates flow adapter -> hub; interest flows hub -> pool -> adapter; refusals flow
+        # adapter -> pool -> hub.
+        self.pool = SubscriptionPool()
+        self.hub = EdgeHub(self.config, self.dispatcher, self.pool, self.processor.epoch)
+        self.pool.on_refused(self.hub.on_refused)
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
-        self.pool: SubscriptionPool | None = None
-        self.hub: EdgeHub | None = None
         self._render_metrics = make_renderer(self.stats)
         self._server: Any = None
         self._stopped = asyncio.Event()
@@ -69,11 +72,6 @@ class Gateway:
         if cfg.embedded_upstream:
             url, token = await self._start_simulator()
         assert url is not None
-        # Updates flow adapter -> hub; interest flows hub -> pool -> adapter; refusals flow
-        # adapter -> pool -> hub.
-        self.pool = SubscriptionPool()
-        self.hub = EdgeHub(cfg, self.dispatcher, self.pool, self.processor.epoch)
-        self.pool.on_refused(self.hub.on_refused)
         settings = UpstreamSettings.from_config(cfg, url, token)
         self.upstream = ItickAdapter(settings, self.processor, self.hub.publish, self.pool.refused)
         self.pool.attach(self.upstream)
@@ -116,8 +114,7 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self.hub is not None:
-            self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
+        self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
         if self.upstream is not None:
             await self.upstream.stop()
         if self._server is not None:
@@ -155,7 +152,6 @@ class Gateway:
         """Pushes one provider (iTick-protocol) frame through the core and the fan-out, for
         services that bring their own feed; returns how many updates it held. Raises
         ``DecodeError`` for a malformed frame."""
-        assert self.hub is not None, "start() the gateway first"
         updates, _controls = self.processor.ingest(frame)
         if updates:
             self.hub.publish(updates)
@@ -175,11 +171,7 @@ class Gateway:
                 "decode_errors": 0,
             }
         )
-        edge = self.hub.stats() if self.hub is not None else {**self.dispatcher.stats(), "connections": 0}
-        edge.setdefault("updates_in", 0)
-        edge.setdefault("client_errors", 0)
-        edge.setdefault("slow_consumers_closed", 0)
-        return {**edge, "upstream": up}
+        return {**self.hub.stats(), "upstream": up}
 
     def health(self) -> dict[str, Any]:
         s = self.stats()
