@@ -66,86 +66,64 @@ Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode
 ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode")
 
 
-class _IdOnly(msgspec.Struct):
-    id: Any = msgspec.UNSET
-
-
 class ProtocolError(Exception):
-    def __init__(self, code: ErrorCode, msg: str) -> None:
+    def __init__(self, code: ErrorCode, msg: str, request_id: Any = msgspec.UNSET) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
+        #: The request's id when it could be read, so the error echoes it.
+        self.request_id = request_id
 
 
-_decode_command = msgspec.json.Decoder(Command).decode
-_decode_id = msgspec.json.Decoder(_IdOnly).decode
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _command(fields: dict[str, Any]) -> Command:
+    """A command from a request's fields, whichever encoding they came in."""
+    request_id = fields.get("id", msgspec.UNSET)
+    action = fields.get("action")
+    if not isinstance(action, str):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, '"action" is required and must be a string', request_id
+        )
+    if action not in ACTIONS:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_ACTION,
+            f"unknown action {action[:40]!r}; known: {', '.join(ACTIONS)}",
+            request_id,
+        )
+    try:
+        return msgspec.convert(fields, Command)
+    except msgspec.ValidationError as e:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid request: {e}", request_id) from None
 
 
 def parse_json(payload: bytes) -> Command:
     """A command from a JSON request; raises ``ProtocolError`` with the catalogue code."""
     try:
-        return _decode_command(payload)
-    except msgspec.ValidationError as e:
-        text = str(e)
-        if "$.action" in text or "missing required field `action`" in text:
-            try:
-                action = msgspec.json.decode(payload).get("action")
-            except (msgspec.DecodeError, AttributeError):
-                action = None
-            if isinstance(action, str):
-                raise ProtocolError(
-                    ErrorCode.UNKNOWN_ACTION, f"unknown action {action[:40]!r}; known: {', '.join(ACTIONS)}"
-                ) from None
-            if "Expected `object`" in text:
-                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request must be a JSON object") from None
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE, '"action" is required and must be a string'
-            ) from None
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid request: {text}") from None
+        fields = _decode_json(payload)
     except msgspec.DecodeError:
         raise ProtocolError(ErrorCode.INVALID_JSON, INVALID_JSON_MSG) from None
+    if not isinstance(fields, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request must be a JSON object")
+    return _command(fields)
 
 
-def request_id_of(payload: bytes) -> Any:
-    """The id of a request that failed to parse as a command, when one can be read."""
-    try:
-        return _decode_id(payload).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return msgspec.UNSET
-
-
-def parse_proto(payload: bytes) -> tuple[Command | None, Any, ProtocolError | None]:
-    """A command from a Protobuf ``ClientMessage``: ``(command, id, error)``."""
+def parse_proto(payload: bytes) -> Command:
+    """A command from a Protobuf ``ClientMessage``; raises ``ProtocolError``."""
     try:
         m = proto.ClientMessage.FromString(payload)
     except Exception:  # protobuf raises its own DecodeError; any failure is the client's bytes
-        return (
-            None,
-            msgspec.UNSET,
-            ProtocolError(ErrorCode.INVALID_MESSAGE, "not a tickgate.v1.ClientMessage"),
-        )
-    request_id = m.id if m.HasField("id") else msgspec.UNSET
-    fields: dict[str, Any] = {"action": m.action, "id": request_id}
-    if m.symbols:
-        fields["symbols"] = list(m.symbols)
-    if m.types:
-        fields["types"] = list(m.types)
-    if m.mode:
-        fields["mode"] = m.mode
-    if m.interval_ms:
-        fields["interval_ms"] = m.interval_ms
-    if m.action not in ACTIONS:
-        return (
-            None,
-            request_id,
-            ProtocolError(
-                ErrorCode.UNKNOWN_ACTION, f"unknown action {m.action[:40]!r}; known: {', '.join(ACTIONS)}"
-            ),
-        )
-    try:
-        return msgspec.convert(fields, Command), request_id, None
-    except msgspec.ValidationError as e:
-        return None, request_id, ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid request: {e}")
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "not a tickgate.v1.ClientMessage") from None
+    fields: dict[str, Any] = {"action": m.action}
+    if m.HasField("id"):
+        fields["id"] = m.id
+    # proto3 cannot tell an empty list or 0 from absent: absent it is.
+    for name in ("symbols", "types", "mode", "interval_ms"):
+        value = getattr(m, name)
+        if value:
+            fields[name] = list(value) if name in ("symbols", "types") else value
+    return _command(fields)
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -260,21 +238,13 @@ def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -
     """One client message in, the reply out (an error reply for anything wrong)."""
     request_id: Any = msgspec.UNSET
     try:
-        if binary and conn.format != "json":
-            command, request_id, error = parse_proto(payload)
-            if error is not None:
-                raise error
-            assert command is not None
-        else:
-            try:
-                command = parse_json(payload)
-            except ProtocolError:
-                request_id = request_id_of(payload)
-                raise
+        command = parse_proto(payload) if binary and conn.format != "json" else parse_json(payload)
         request_id = command.id
         reply = apply(command, conn, hub)
     except ProtocolError as e:
         hub.counters.client_errors += 1
+        if e.request_id is not msgspec.UNSET:
+            request_id = e.request_id
         return error_reply(e.code, e.msg, request_id)
     except Exception:
         # A bug must cost this one request, not the connection or the gateway.

@@ -47,7 +47,7 @@ class GatewayCollector(Collector):
             ),
             (counter, "conflated", "Updates replaced by a newer one before being sent.", s["conflated"]),
             (counter, "ticks_dropped", "Ticks dropped past the per-client cap.", s["ticks_dropped"]),
-            (counter, "bytes_out", "Bytes of market data and replies handed to sockets.", s["bytes_out"]),
+            (counter, "bytes_out", "Bytes of market data handed to sockets.", s["bytes_out"]),
             (
                 counter,
                 "slow_conflations",
