@@ -18,17 +18,22 @@ import time
 from pathlib import Path
 
 from tickgate._core import Dispatcher, FeedProcessor
+from tickgate.edge.zstd_dictionary import builtin_dictionary
 from tickgate.simulate.itick_protocol import PushEncoder
 from tickgate.simulate.market import SymbolMarket, parse_symbol
 
 ROOT = Path(__file__).resolve().parent.parent
+# (format, mode, zstd dictionary): proto+zstd uses the shipped dictionary, as the gateway does by
+# default; the rows without it show what the dictionary adds.
 MODES = [
-    ("json", "immediate"),
-    ("proto", "immediate"),
-    ("proto+zstd", "immediate"),
-    ("json", "batch"),
-    ("proto", "batch"),
-    ("proto+zstd", "batch"),
+    ("json", "immediate", False),
+    ("proto", "immediate", False),
+    ("proto+zstd", "immediate", False),
+    ("proto+zstd", "immediate", True),
+    ("json", "batch", False),
+    ("proto", "batch", False),
+    ("proto+zstd", "batch", False),
+    ("proto+zstd", "batch", True),
 ]
 
 
@@ -51,7 +56,7 @@ def frames_for(args: argparse.Namespace) -> list[tuple[int, bytes]]:
     return out
 
 
-def dispatcher(min_interval_ms: int = 50) -> Dispatcher:
+def dispatcher(min_interval_ms: int = 50, dictionary: bool = False) -> Dispatcher:
     return Dispatcher(
         soft_cap_bytes=1 << 30,
         tick_cap=1 << 20,
@@ -59,6 +64,7 @@ def dispatcher(min_interval_ms: int = 50) -> Dispatcher:
         wheel_tick_ms=1,
         min_interval_ms=min_interval_ms,
         max_interval_ms=60_000,
+        zstd_dictionary=builtin_dictionary() if dictionary else None,
     )
 
 
@@ -69,14 +75,14 @@ def channels(args: argparse.Namespace) -> list[str]:
 def measure(args: argparse.Namespace) -> list[dict[str, float | str]]:
     frames = frames_for(args)
     rows = []
-    for fmt, mode in MODES:
+    for fmt, mode, dictionary in MODES:
         if mode == "immediate":
-            total, updates_out, frames_out = immediate_bytes(fmt, frames, args)
+            total, updates_out, frames_out = immediate_bytes(fmt, frames, args, dictionary)
         else:
-            total, updates_out, frames_out = batch_bytes(fmt, frames, args)
+            total, updates_out, frames_out = batch_bytes(fmt, frames, args, dictionary)
         rows.append(
             {
-                "format": fmt,
+                "format": fmt + (" (dict)" if dictionary else ""),
                 "mode": mode,
                 "bytes": total,
                 "updates": updates_out,
@@ -92,9 +98,9 @@ def measure(args: argparse.Namespace) -> list[dict[str, float | str]]:
 
 
 def immediate_bytes(
-    fmt: str, frames: list[tuple[int, bytes]], args: argparse.Namespace
+    fmt: str, frames: list[tuple[int, bytes]], args: argparse.Namespace, dictionary: bool
 ) -> tuple[int, int, int]:
-    d = dispatcher()
+    d = dispatcher(dictionary=dictionary)
     conn = d.connect(object(), fmt, "immediate")
     d.subscribe(conn, channels(args))
     p = FeedProcessor("itick", epoch="19c3a1b2c3d-8f2a9e01")
@@ -107,14 +113,16 @@ def immediate_bytes(
     return total, d.stats()["deliveries"], len(frames)
 
 
-def batch_bytes(fmt: str, frames: list[tuple[int, bytes]], args: argparse.Namespace) -> tuple[int, int, int]:
+def batch_bytes(
+    fmt: str, frames: list[tuple[int, bytes]], args: argparse.Namespace, dictionary: bool
+) -> tuple[int, int, int]:
     """Each 500 ms window of simulated time becomes one batch: the window's updates are
     published to a batch-mode connection with a 1 ms interval, which is then flushed once its
     (wall-clock) deadline has passed."""
     windows: dict[int, list[tuple[int, bytes]]] = {}
     for t, frame in frames:
         windows.setdefault(t // 500, []).append((t, frame))
-    d = dispatcher(min_interval_ms=1)
+    d = dispatcher(min_interval_ms=1, dictionary=dictionary)
     conn = d.connect(object(), fmt, "batch", 1)
     d.subscribe(conn, channels(args))
     p = FeedProcessor("itick", epoch="19c3a1b2c3d-8f2a9e01")
@@ -142,10 +150,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = measure(args)
     print(f"{args.symbols} symbols x (quote, tick), {args.rate}/s each, {args.seconds} s simulated")
-    print(f"{'format':<12}{'mode':<11}{'frames':>8}{'updates':>9}{'bytes':>10}{'B/update':>10}{'saving':>9}")
+    print(f"{'format':<19}{'mode':<11}{'frames':>8}{'updates':>9}{'bytes':>10}{'B/update':>10}{'saving':>9}")
     for r in rows:
         print(
-            f"{r['format']:<12}{r['mode']:<11}{r['frames']:>8}{r['updates']:>9}{r['bytes']:>10}"
+            f"{r['format']:<19}{r['mode']:<11}{r['frames']:>8}{r['updates']:>9}{r['bytes']:>10}"
             f"{r['bytes_per_update']:>10.1f}{r['saving_pct']:>8.0f}%"
         )
     out = ROOT / ".benchmarks"

@@ -7,6 +7,8 @@ import asyncio
 import itertools
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gatewaykit import TIMEOUT, Client, start_gateway, start_simulator
 from tickgate import proto
+from tickgate.config import ConfigError, GatewayConfig
+from tickgate.edge.zstd_dictionary import builtin_dictionary
 from tickgate.gateway import Gateway
 
 zstandard = pytest.importorskip("zstandard")
@@ -47,15 +51,27 @@ async def open_binary(gw: Gateway, subprotocol: str, query: str = "") -> ClientC
     return ws
 
 
+DICTIONARY = zstandard.ZstdCompressionDict(builtin_dictionary())
+WITH_DICTIONARY = zstandard.ZstdDecompressor(dict_data=DICTIONARY)
+
+
 def decode(frame: str | bytes, subprotocol: str) -> Any:
     assert isinstance(frame, bytes), f"a text frame on {subprotocol}: {frame!r}"
     if subprotocol == PROTO_ZSTD:
         params = zstandard.get_frame_parameters(frame)
-        assert params.dict_id == 0  # no dictionary
-        payload = zstandard.ZstdDecompressor().decompress(frame)
+        assert params.dict_id == DICTIONARY.dict_id()  # the shipped dictionary, named in the header
+        payload = WITH_DICTIONARY.decompress(frame)
         assert params.content_size == len(payload)  # the size is in the frame header
         frame = payload
     return proto.ServerMessage.FromString(frame)
+
+
+def http_get_bytes(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
 async def next_message(
@@ -223,3 +239,58 @@ async def test_json_subprotocol_reads_binary_frames_as_json(gw: Gateway) -> None
         await ws.send(json.dumps({"action": "ping", "id": "x"}))
         pong = await asyncio.wait_for(ws.recv(), TIMEOUT)
         assert isinstance(pong, str) and json.loads(pong)["type"] == "pong"
+
+
+async def test_zstd_dictionary_is_served_and_names_itself_in_every_frame(gw: Gateway) -> None:
+    status, ctype, body = await asyncio.to_thread(
+        http_get_bytes, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary"
+    )
+    assert (status, ctype) == (200, "application/octet-stream")
+    assert body == builtin_dictionary()
+    assert zstandard.ZstdCompressionDict(body).dict_id() == 0x74670001
+    ws = await open_binary(gw, PROTO_ZSTD)
+    try:
+        await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
+        # decode() checks the id in each frame's header and decompresses with the served bytes.
+        await next_message(ws, PROTO_ZSTD, {"update"})
+        frame = await ws.recv()
+        assert isinstance(frame, bytes)
+        with pytest.raises(zstandard.ZstdError):
+            zstandard.ZstdDecompressor().decompress(frame)  # a client without the dictionary cannot read it
+    finally:
+        await ws.close()
+
+
+async def test_zstd_without_dictionary_sends_plain_frames() -> None:
+    sim = await start_simulator(rate=20.0)
+    gw = await start_gateway(sim, zstd_dictionary="none")
+    try:
+        status, _, _ = await asyncio.to_thread(
+            http_get_bytes, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary"
+        )
+        assert status == 404
+        ws = await open_binary(gw, PROTO_ZSTD)
+        try:
+            await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+                assert isinstance(frame, bytes)
+                assert zstandard.get_frame_parameters(frame).dict_id == 0
+                msg = proto.ServerMessage.FromString(zstandard.ZstdDecompressor().decompress(frame))
+                if msg.WhichOneof("message") == "update":
+                    assert msg.update.symbol == "AAPL$US"
+                    break
+        finally:
+            await ws.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+def test_zstd_dictionary_setting_refuses_what_is_not_a_dictionary(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        Gateway(GatewayConfig(zstd_dictionary=str(tmp_path / "missing.dict")))
+    raw = tmp_path / "raw.dict"
+    raw.write_bytes(b"not a trained dictionary")
+    with pytest.raises(ConfigError, match="not a zstd dictionary"):
+        Gateway(GatewayConfig(zstd_dictionary=str(raw)))

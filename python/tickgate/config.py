@@ -66,6 +66,8 @@ class GatewayConfig:
     batch_tick_cap: int = 1000
     #: Granularity of batch deadlines (the timer wheel's tick).
     batch_timer_resolution_ms: int = 10
+    #: The dictionary of tickgate.v1.proto+zstd frames: "builtin", "none" or a file path.
+    zstd_dictionary: str = "builtin"
     # Embedded simulator (used only when upstream_url is unset)
     simulator_rate: float = 2.0
     simulator_seed: int = 1

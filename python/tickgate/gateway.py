@@ -29,6 +29,7 @@ from tickgate.config import GatewayConfig
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.listener import make_router
 from tickgate.edge.metrics import make_renderer
+from tickgate.edge.zstd_dictionary import load_zstd_dictionary
 from tickgate.upstream.base import UpstreamState
 from tickgate.upstream.itick import ItickAdapter
 from tickgate.upstream.pool import SubscriptionPool
@@ -44,7 +45,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config or GatewayConfig()
         self.processor = FeedProcessor(ItickAdapter.provider)
-        self.dispatcher = make_dispatcher(self.config)
+        self.zstd_dictionary = load_zstd_dictionary(self.config.zstd_dictionary)
+        self.dispatcher = make_dispatcher(self.config, self.zstd_dictionary)
         # Updates flow adapter -> hub; interest flows hub -> pool -> adapter; refusals flow
         # adapter -> pool -> hub.
         self.pool = SubscriptionPool()
@@ -77,7 +79,7 @@ class Gateway:
         self.pool.attach(self.upstream)
         await self.upstream.start()
         self._server = await ws_create_server(
-            make_router(self.hub, self.health, self._render_metrics),
+            make_router(self.hub, self.health, self._render_metrics, self.zstd_dictionary),
             cfg.host,
             cfg.port,
             max_frame_size=cfg.max_message_bytes,

@@ -51,7 +51,7 @@ class EdgeCounters:
     updates_in: int = 0
 
 
-def make_dispatcher(config: GatewayConfig) -> Dispatcher:
+def make_dispatcher(config: GatewayConfig, zstd_dictionary: bytes | None = None) -> Dispatcher:
     return Dispatcher(
         soft_cap_bytes=config.slow_consumer_soft_cap_bytes,
         tick_cap=config.batch_tick_cap,
@@ -59,6 +59,7 @@ def make_dispatcher(config: GatewayConfig) -> Dispatcher:
         wheel_tick_ms=config.batch_timer_resolution_ms,
         min_interval_ms=config.batch_interval_min_ms,
         max_interval_ms=config.batch_interval_max_ms,
+        zstd_dictionary=zstd_dictionary,
     )
 
 

@@ -1,5 +1,5 @@
 """The listening socket's router: WebSocket clients at ``/`` and ``/ws``, plain HTTP
-``GET /healthz`` and ``GET /metrics`` on the same port.
+``GET /healthz``, ``GET /metrics`` and ``GET /v1/zstd-dictionary`` on the same port.
 
 At the handshake a client chooses its format by subprotocol (``tickgate.v1.proto``,
 ``tickgate.v1.proto+zstd``; JSON when it asks for none) and may choose batch mode in the URL
@@ -19,6 +19,7 @@ from tickgate._core import SUBPROTOCOLS, InvalidModeError
 from tickgate.edge.connection import ClientConnection
 from tickgate.edge.hub import EdgeHub
 from tickgate.edge.metrics import CONTENT_TYPE
+from tickgate.edge.zstd_dictionary import PATH as DICTIONARY_PATH
 
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
 #: Subprotocol -> format name the core takes.
@@ -65,7 +66,10 @@ def _choose_format(request: WSUpgradeRequest) -> tuple[str, str | None]:
 
 
 def make_router(
-    hub: EdgeHub, health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes]
+    hub: EdgeHub,
+    health: Callable[[], dict[str, Any]],
+    metrics: Callable[[], bytes],
+    zstd_dictionary: bytes | None,
 ) -> Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWithListener]:
     def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
@@ -92,6 +96,12 @@ def make_router(
             return _http(code, json.dumps(status).encode() + b"\n", "application/json")
         if path == "/metrics":
             return _http(200, metrics(), CONTENT_TYPE)
+        if path == DICTIONARY_PATH:
+            if zstd_dictionary is None:
+                return _http(
+                    404, b"this gateway compresses without a zstd dictionary\n", "text/plain; charset=utf-8"
+                )
+            return _http(200, zstd_dictionary, "application/octet-stream")
         return _http(404, b"not found\n", "text/plain; charset=utf-8")
 
     return route
