@@ -48,6 +48,11 @@ class GatewayConfig:
     upstream_backoff_max: float = 30.0
     upstream_subscribe_chunk: int = 200
     # Clients
+    #: WebSocket clients one process admits; past it a new client gets HTTP 503. 0 derives it
+    #: from the file limit (raised to the hard limit at start), keeping headroom.
+    max_connections: int = 0
+    #: Initial read buffer per client (grows for larger messages): most of an idle client's cost.
+    client_read_buffer_bytes: int = 1024
     max_message_bytes: int = 64 * 1024
     max_channels_per_connection: int = 2000
     #: Hard cap on a client's unsent bytes: past it the client is closed (1013).
@@ -105,6 +110,7 @@ class GatewayConfig:
 
 
 _POSITIVE = (
+    "client_read_buffer_bytes",
     "upstream_ping_interval",
     "upstream_pong_timeout",
     "upstream_idle_timeout",

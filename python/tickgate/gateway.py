@@ -26,6 +26,12 @@ from picows import WSCloseCode, ws_create_server
 
 from tickgate._core import FeedProcessor
 from tickgate.config import GatewayConfig
+from tickgate.edge.admission import (
+    derive_max_connections,
+    install_accept_error_filter,
+    open_listeners,
+    raise_file_limit,
+)
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.listener import make_router
 from tickgate.edge.metrics import make_renderer
@@ -55,7 +61,7 @@ class Gateway:
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self._render_metrics = make_renderer(self.stats)
-        self._server: Any = None
+        self._servers: list[Any] = []
         self._stopped = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -78,17 +84,25 @@ class Gateway:
         self.upstream = ItickAdapter(settings, self.processor, self.hub.publish, self.pool.refused)
         self.pool.attach(self.upstream)
         await self.upstream.start()
-        self._server = await ws_create_server(
-            make_router(self.hub, self.health, self._render_metrics, self.zstd_dictionary),
-            cfg.host,
-            cfg.port,
-            max_frame_size=cfg.max_message_bytes,
-            logger_name="tickgate.ws",
-            # Finds half-open clients that send nothing: their sockets and subscriptions are freed.
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=cfg.client_ping_interval,
-            auto_ping_reply_timeout=cfg.client_pong_timeout,
-        )
+        file_limit = raise_file_limit()
+        if self.hub.max_connections is None:
+            self.hub.max_connections = derive_max_connections(file_limit)
+        install_accept_error_filter(asyncio.get_running_loop())
+        router = make_router(self.hub, self.health, self._render_metrics, self.zstd_dictionary)
+        for sock in open_listeners(cfg.host, cfg.port):
+            server = await ws_create_server(
+                router,
+                sock=sock,
+                max_frame_size=cfg.max_message_bytes,
+                read_buffer_init_size=cfg.client_read_buffer_bytes,
+                logger_name="tickgate.ws",
+                # Finds half-open clients that send nothing: their sockets and subscriptions are freed.
+                enable_auto_ping=True,
+                auto_ping_idle_timeout=cfg.client_ping_interval,
+                auto_ping_reply_timeout=cfg.client_pong_timeout,
+            )
+            self._servers.append(server)
+        log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)
         ws_log = logging.getLogger("picows.tickgate.ws")
         if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
             ws_log.setLevel(logging.WARNING)
@@ -119,12 +133,13 @@ class Gateway:
         self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
         if self.upstream is not None:
             await self.upstream.stop()
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE_S)
+                await asyncio.wait_for(server.wait_closed(), CLOSE_GRACE_S)
             except TimeoutError:
-                self._server.abort_clients()
+                server.abort_clients()
         if self.simulator is not None:
             await self.simulator.stop()
         log.info("tickgate stopped")
@@ -141,7 +156,7 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        return self._server.sockets[0].getsockname()[1]
+        return self._servers[0].sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tickgate.edge")
 
+#: At most one log line per this many seconds about clients refused at the admission limit.
+REFUSAL_LOG_INTERVAL_S = 10.0
+
 #: RFC 6455 "Try Again Later": the code a client closed for being too slow gets.
 CLOSE_SLOW = WSCloseCode(1013)
 #: How often paused connections are checked against the lag deadline.
@@ -46,6 +49,8 @@ class Interest(Protocol):
 @dataclass(slots=True)
 class EdgeCounters:
     connections_accepted: int = 0
+    #: Clients turned away with 503 at the admission limit.
+    connections_refused: int = 0
     client_errors: int = 0
     slow_consumers_closed: int = 0
     updates_in: int = 0
@@ -77,6 +82,9 @@ class EdgeHub:
         self.connections: set[ClientConnection] = set()
         #: Set when the gateway stops: new connections are turned away.
         self.closing = False
+        #: Admission limit (see ``tickgate.edge.admission``); the gateway derives it at start.
+        self.max_connections = config.max_connections or None
+        self._refusals_logged = 0.0
         # Connections that need the ticker: in batch mode, or paused (lag deadline).
         self._timed: set[ClientConnection] = set()
         self._flush_pending = False
@@ -107,6 +115,22 @@ class EdgeHub:
             conn.abort()
 
     # -- connections -------------------------------------------------------------------------
+
+    def admits(self) -> bool:
+        """Whether a new client may connect; counts (and logs, at most every 10 s) a refusal."""
+        limit = self.max_connections
+        if limit is None or len(self.connections) < limit:
+            return True
+        self.counters.connections_refused += 1
+        now = time.monotonic()
+        if now - self._refusals_logged >= REFUSAL_LOG_INTERVAL_S:
+            self._refusals_logged = now
+            log.warning(
+                "at max_connections (%d): refusing new clients with 503 (%d refused so far)",
+                limit,
+                self.counters.connections_refused,
+            )
+        return False
 
     def attach(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
@@ -198,6 +222,8 @@ class EdgeHub:
         s.update(
             connections=len(self.connections),
             connections_accepted=c.connections_accepted,
+            connections_refused=c.connections_refused,
+            max_connections=self.max_connections or 0,
             client_errors=c.client_errors,
             slow_consumers_closed=c.slow_consumers_closed,
             updates_in=c.updates_in,

@@ -22,12 +22,16 @@ from tickgate.edge.metrics import CONTENT_TYPE
 from tickgate.edge.zstd_dictionary import PATH as DICTIONARY_PATH
 
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
+#: Sent with 503 at the admission limit: when to try again (seconds).
+RETRY_AFTER = {"Retry-After": "5"}
 #: Subprotocol -> format name the core takes.
 FORMATS = {name: name.removeprefix("tickgate.v1.") for name in SUBPROTOCOLS}
 
 
-def _http(status: int, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
-    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+def _http(
+    status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+) -> WSUpgradeResponseWithListener:
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store", **(extra or {})}
     if status < 400:
         response = WSUpgradeResponse.create_ok_response(body, extra_headers=headers)
     else:
@@ -81,6 +85,8 @@ def make_router(
             tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
             if "upgrade" in tokens:
                 headers["Connection"] = "Upgrade"
+            if not hub.admits():
+                return _http(503, b"server full: try again later\n", "text/plain; charset=utf-8", RETRY_AFTER)
             delivery = _delivery(query, hub)
             if isinstance(delivery, str):
                 return _bad_request(delivery)

@@ -27,6 +27,13 @@ class GatewayCollector(Collector):
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         for family, name, doc, value in (
             (gauge, "connections", "Open client WebSocket connections.", s["connections"]),
+            (gauge, "max_connections", "Admission limit of client connections.", s["max_connections"]),
+            (
+                counter,
+                "connections_refused",
+                "Clients refused with 503 at the admission limit.",
+                s["connections_refused"],
+            ),
             (gauge, "batch_connections", "Clients in batch mode.", s["batch_connections"]),
             (gauge, "paused_connections", "Clients over the soft cap (conflated).", s["paused_connections"]),
             (gauge, "subscribed_channels", "Channels with at least one subscriber.", s["channels"]),

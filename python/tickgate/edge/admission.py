@@ -1,0 +1,128 @@
+"""Admission: how many clients one process takes, and listening sockets that survive running
+out of file descriptors.
+
+A process that runs out of descriptors can no longer accept anything, answer ``/healthz``, open
+its upstream again or even log to a file. So each process admits at most ``max_connections``
+WebSocket clients, below its file limit with headroom for everything else (the upstream, the
+listening sockets, clients still in their handshake, health checks); past it a client gets an
+HTTP 503 at once and is closed. Should the limit be reached anyway (a flood of half-open
+handshakes), accepting pauses for a second and resumes by itself, with one log line per pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import socket
+import time
+from typing import Any
+
+__all__ = [
+    "ListeningSocket",
+    "derive_max_connections",
+    "install_accept_error_filter",
+    "open_listeners",
+    "raise_file_limit",
+]
+
+log = logging.getLogger("tickgate.edge")
+
+#: Descriptors kept free for everything that is not an admitted client: at least this many...
+MIN_HEADROOM = 64
+#: ...or this share of the file limit, whichever is larger.
+HEADROOM_SHARE = 0.05
+#: Pending connections the kernel queues per listening socket while the process is busy.
+LISTEN_BACKLOG = 4096
+#: The resource-exhaustion message asyncio-style servers report on EMFILE.
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+#: At most one log line per this many seconds about accept running out of descriptors.
+ACCEPT_LOG_INTERVAL_S = 10.0
+
+
+def raise_file_limit() -> int:
+    """Raises this process's soft file limit to its hard limit; returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:  # a sandbox may refuse; keep what we have
+            log.warning("cannot raise the file limit from %d to %d: %s", soft, hard, e)
+    return soft
+
+
+def derive_max_connections(file_limit: int) -> int:
+    """The default admission limit for a process allowed ``file_limit`` descriptors."""
+    headroom = max(MIN_HEADROOM, int(file_limit * HEADROOM_SHARE))
+    return max(1, file_limit - headroom)
+
+
+class ListeningSocket(socket.socket):
+    """A listening socket for picows's server layer (aiofastnet 1.2.0).
+
+    On EMFILE that layer means to stop watching the socket for a second, but calls
+    ``remove_reader`` on the socket object instead of the loop; a plain socket has no such
+    method, the AttributeError is swallowed by the loop and accepting is never paused, so the
+    process spins at 100 % CPU logging the error. This method makes the call do what was meant.
+    """
+
+    def remove_reader(self, fd: int) -> None:
+        asyncio.get_running_loop().remove_reader(fd)
+
+
+def open_listeners(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for ``host`` (every address it resolves to; all
+    interfaces for ``""``) and ``port``. ``reuse_port`` lets several processes share the port,
+    the kernel spreading new connections over them."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(infos):
+            sock = ListeningSocket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                # One port for every address when the kernel picks it.
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> None:
+    """Rate-limits the server layer's "out of system resource" reports (one each time accepting
+    pauses) to one line per ``ACCEPT_LOG_INTERVAL_S``, with a count, instead of a traceback each."""
+    previous = loop.get_exception_handler()
+    state = {"last": 0.0, "suppressed": 0}
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != _ACCEPT_EXHAUSTED:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - state["last"] < ACCEPT_LOG_INTERVAL_S:
+            state["suppressed"] += 1
+            return
+        state["last"] = now
+        extra = f" ({state['suppressed']} more since the last report)" if state["suppressed"] else ""
+        state["suppressed"] = 0
+        log.error(
+            "out of file descriptors accepting clients: %s; accepting paused for a second%s",
+            context.get("exception"),
+            extra,
+        )
+
+    loop.set_exception_handler(handler)
