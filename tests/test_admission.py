@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -68,7 +69,7 @@ async def low_limit_gateway() -> AsyncIterator[tuple[subprocess.Popen[bytes], in
         try:
             deadline = time.monotonic() + 20
             while await asyncio.to_thread(_status_or_none, port) != 200:
-                assert proc.poll() is None, open(log.name).read()
+                assert proc.poll() is None, Path(log.name).read_text()
                 assert time.monotonic() < deadline, "gateway did not become healthy"
                 await asyncio.sleep(0.1)
             yield proc, port, log.name
@@ -96,7 +97,7 @@ async def _next_push(ws: ClientConnection) -> dict[str, object]:
 
 
 async def test_clients_past_the_limit_get_503_and_the_others_keep_their_data() -> None:
-    async with low_limit_gateway() as (proc, port, log_path):
+    async with low_limit_gateway() as (_proc, port, log_path):
         admitted: list[ClientConnection] = []
         try:
             for _ in range(ADMITTED):
