@@ -72,3 +72,15 @@ def test_config_is_a_value() -> None:
     cfg = GatewayConfig()
     assert cfg.replace(port=1).port == 1
     assert "secret" not in repr(GatewayConfig(upstream_token="secret"))  # tokens stay out of logs
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"TICKGATE_UPSTREAM_PING_INTERVAL": "0"}, "upstream_ping_interval must be greater than 0"),
+        ({"TICKGATE_UPSTREAM_URL": ""}, "upstream_url is empty"),
+    ],
+)
+def test_config_refuses_zero_timers_and_empty_urls(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(env=env)

@@ -186,3 +186,18 @@ def test_helpers() -> None:
     assert info.value.code == "invalid_symbol"
     with pytest.raises(tickgate.InvalidTypeError):
         tickgate.normalize_type("kline@11")
+
+
+def test_batch_keeps_its_updates_when_an_item_is_not_a_frame() -> None:
+    p = FeedProcessor("itick")
+    updates, _, bad = p.ingest_many([QUOTE, 42, "\ud800", QUOTE])  # type: ignore[list-item]
+    assert all(isinstance(e, FrameError) for e in bad)
+    assert [(e.index, e.code) for e in bad] == [(1, "invalid_frame"), (2, "invalid_json")]
+    assert all(isinstance(u, Update) for u in updates)
+    assert [u.seq for u in updates] == [1, 2]  # no sequence number lost
+
+
+def test_unencodable_text_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError) as info:
+        FeedProcessor("itick").ingest("\ud800")
+    assert info.value.code == "invalid_json"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from gatewaykit import Client, channel_of, start_gateway, start_simulator
 from tickgate.gateway import Gateway
@@ -115,6 +119,17 @@ async def test_errors_keep_the_connection_usable(gw: Gateway) -> None:
     await c.close()
 
 
+async def test_request_id_null_is_echoed() -> None:
+    gw = await start_gateway(None, simulator_rate=0.0)
+    try:
+        c = await Client.connect(gw)
+        assert (await c.request({"action": "ping", "id": None}))["id"] is None
+        assert (await c.request({"action": "nope", "id": None}))["id"] is None
+        await c.close()
+    finally:
+        await gw.stop()
+
+
 async def test_channel_limit_per_connection() -> None:
     sim = await start_simulator()
     gw = await start_gateway(sim, max_channels_per_connection=3)
@@ -129,6 +144,23 @@ async def test_channel_limit_per_connection() -> None:
     finally:
         await gw.stop()
         await sim.stop()
+
+
+async def test_oversize_message_closes_only_that_client_with_1009() -> None:
+    gw = await start_gateway(None, simulator_rate=20.0, max_message_bytes=4096)
+    try:
+        bystander = await Client.connect(gw)
+        await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"]})
+        async with connect(gw.url, ping_interval=None, close_timeout=1, max_size=None) as ws:
+            await ws.send('{"action":"subscribe","symbols":["' + "A" * 10_000 + '"]}')
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await bystander.push()  # unaffected
+        assert (await bystander.request({"action": "ping"}))["type"] == "pong"
+        await bystander.close()
+    finally:
+        await gw.stop()
 
 
 async def test_seed_client_works_unchanged(gw: Gateway) -> None:

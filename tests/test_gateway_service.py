@@ -80,6 +80,18 @@ async def test_stop_closes_clients_with_going_away() -> None:
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
+async def test_failed_start_leaves_nothing_running() -> None:
+    gw1 = await start_gateway(None, simulator_rate=0.0)
+    try:
+        with pytest.raises(OSError):
+            await start_gateway(None, simulator_rate=0.0, port=gw1.port)
+        await asyncio.sleep(0.1)
+        leftovers = [t for t in asyncio.all_tasks() if t.get_name() == "tickgate-upstream-itick"]
+        assert len(leftovers) == 1  # only gw1's
+    finally:
+        await gw1.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,6 +142,18 @@ async def test_cli_env_config_and_unknown_key(tmp_path: Path) -> None:
     proc = run_cli("serve", env={"TICKGATE_PORT": "not-a-port"})
     out, _ = await asyncio.to_thread(proc.communicate, None, 15)
     assert proc.returncode == 2 and "TICKGATE_PORT" in out
+
+
+def test_cli_bad_log_level_is_a_config_error() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "tickgate", "serve", "--log-level", "verbose"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert r.returncode == 2
+    assert "log_level must be one of" in r.stderr
 
 
 async def test_cli_simulate_serves_the_itick_protocol() -> None:

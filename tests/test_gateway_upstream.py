@@ -9,6 +9,9 @@ from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 from gatewaykit import TOKEN, Client, channel_of, start_gateway, start_simulator, wait_until
 from tickgate.upstream import UpstreamState
+from tickgate.upstream.backoff import Backoff
+
+QUOTE = b'{"code":1,"data":{"s":"AAPL.US","ld":1.5,"t":1731689407000,"type":"quote"}}'
 
 
 async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
@@ -81,6 +84,12 @@ async def test_reconnects_when_upstream_goes_away_and_comes_back() -> None:
     finally:
         await gw.stop()
         await sim.stop()
+
+
+def test_backoff_never_overflows_and_stays_capped() -> None:
+    b = Backoff(0.5, 30.0)
+    delays = [b.next_delay() for _ in range(5000)]
+    assert max(delays) <= 30.0 and min(delays) > 0
 
 
 async def test_provider_refusal_becomes_an_error_to_the_clients_that_asked() -> None:
@@ -176,6 +185,44 @@ async def test_provider_that_stops_answering_is_declared_dead() -> None:
     try:
         await wait_until(lambda: gw.upstream.reconnects >= 1, timeout=5, what="dead-peer detection")
         assert gw.upstream.status()["last_error"].startswith("no pong within")
+    finally:
+        await gw.stop()
+        server.close()
+
+
+async def test_feed_that_answers_pings_but_sends_no_data_is_redialled() -> None:
+    sim = await start_simulator(rate=0.0)
+    gw = await start_gateway(sim, upstream_data_timeout=0.8, upstream_ping_interval=0.2)
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["AAPL$US"]})
+        await wait_until(lambda: gw.upstream.reconnects >= 1, what="data timeout")
+        assert gw.upstream.status()["last_error"].startswith("no market data")
+        await wait_until(lambda: gw.upstream.state is UpstreamState.READY, what="back")
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+class _FragmentingProvider(WSListener):
+    """An iTick-protocol provider that splits a market message into three WebSocket frames."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, b'{"code":1,"msg":"Connected Successfully"}')
+        transport.send(WSMsgType.TEXT, b'{"code":1,"resAc":"auth","msg":"authenticated"}')
+        transport.send(WSMsgType.TEXT, QUOTE[:20], fin=False)
+        transport.send(WSMsgType.CONTINUATION, QUOTE[20:40], fin=False)
+        transport.send(WSMsgType.CONTINUATION, QUOTE[40:], fin=True)
+
+
+async def test_fragmented_provider_messages_are_reassembled() -> None:
+    server = await ws_create_server(lambda _r: _FragmentingProvider(), "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/stock"
+    gw = await start_gateway(None, upstream_url=url, upstream_token="t")
+    try:
+        await wait_until(lambda: gw.hub.counters.updates_in == 1, what="reassembled update")
+        assert gw.upstream.decode_errors == 0
     finally:
         await gw.stop()
         server.close()

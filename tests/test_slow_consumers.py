@@ -12,6 +12,8 @@ import socket
 import time
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from gatewaykit import Client, channel_of, start_gateway, start_simulator, wait_until
 
 SYMBOLS = [f"S{i:02d}$US" for i in range(20)]
@@ -89,6 +91,17 @@ async def raw_slow_client(port: int, rcvbuf: int = 4096) -> tuple[asyncio.Stream
     )
     status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert status.startswith(b"HTTP/1.1 101"), status
+    return reader, writer
+
+
+async def raw_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
     return reader, writer
 
 
@@ -205,5 +218,45 @@ async def test_slow_reader_is_conflated_then_closed_while_others_keep_up() -> No
             reader_task.cancel()
         if writer is not None:
             writer.close()
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_client_flooding_requests_without_reading_is_dropped() -> None:
+    gw = await start_gateway(
+        None, simulator_rate=0.0, max_send_buffer_bytes=256 * 1024, slow_consumer_soft_cap_bytes=64 * 1024
+    )
+    try:
+        # max_queue=1: the client library stops reading, so replies back up to the gateway.
+        async with connect(gw.url, max_queue=1, ping_interval=None, close_timeout=0.5) as ws:
+            symbols = [f"S{i}$US" for i in range(500)]
+            await ws.send(json.dumps({"action": "subscribe", "symbols": symbols, "types": ["quote", "tick"]}))
+            for _ in range(2000):
+                await ws.send('{"action":"query_subscribe"}')
+                if gw.hub.counters.slow_consumers_closed:
+                    break
+            await wait_until(lambda: gw.hub.counters.slow_consumers_closed == 1, what="drop")
+            await wait_until(lambda: gw.dispatcher.channel_count == 0, what="subscriptions released")
+        other = await Client.connect(gw)  # the gateway serves others as before
+        assert (await other.request({"action": "ping"}))["type"] == "pong"
+        await other.close()
+    finally:
+        await gw.stop()
+
+
+async def test_client_that_closes_without_reading_is_released_at_once() -> None:
+    sim = await start_simulator(rate=50.0)
+    gw = await start_gateway(sim)
+    try:
+        _reader, writer = await raw_client(gw.port)
+        writer.write(masked(0x1, b'{"action":"subscribe","symbols":["AAPL$US","MSFT$US"],"types":["tick"]}'))
+        await wait_until(lambda: gw.dispatcher.channel_count == 2, what="subscribed")
+        writer.write(masked(0x8, (1000).to_bytes(2, "big")))  # CLOSE, then never read again
+        await wait_until(
+            lambda: gw.dispatcher.channel_count == 0 and gw.stats()["connections"] == 0, what="release"
+        )
+        await wait_until(lambda: not sim.subscriptions(), what="upstream dropped")
+        writer.close()
+    finally:
         await gw.stop()
         await sim.stop()
