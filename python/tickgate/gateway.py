@@ -95,11 +95,10 @@ class Gateway:
                 sock=sock,
                 max_frame_size=cfg.max_message_bytes,
                 read_buffer_init_size=cfg.client_read_buffer_bytes,
+                use_aiofastnet=cfg.client_transport == "aiofastnet",
                 logger_name="tickgate.ws",
-                # Finds half-open clients that send nothing: their sockets and subscriptions are freed.
-                enable_auto_ping=True,
-                auto_ping_idle_timeout=cfg.client_ping_interval,
-                auto_ping_reply_timeout=cfg.client_pong_timeout,
+                # Half-open clients are found by the hub's one liveness sweep, not a timer each.
+                enable_auto_ping=False,
             )
             self._servers.append(server)
         log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)

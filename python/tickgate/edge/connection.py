@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -46,8 +47,10 @@ class ClientConnection(WSListener):
         "hub",
         "id",
         "interval_ms",
+        "last_seen",
         "paused",
         "peer",
+        "ping_sent",
         "transport",
     )
 
@@ -67,6 +70,10 @@ class ClientConnection(WSListener):
         #: The socket's buffer is over the soft cap (the dispatcher conflates meanwhile).
         self.paused = False
         self._assembler = MessageAssembler(hub.config.max_message_bytes)
+        #: When the client last sent a frame, and when it was pinged (0: no ping outstanding);
+        #: monotonic seconds, read by the hub's one liveness sweep.
+        self.last_seen = time.monotonic()
+        self.ping_sent = 0.0
 
     def __repr__(self) -> str:
         return f"<ClientConnection #{self.id} {self.peer}>"
@@ -93,6 +100,7 @@ class ClientConnection(WSListener):
         hub.attach(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.last_seen = time.monotonic()
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
             try:
@@ -136,6 +144,12 @@ class ClientConnection(WSListener):
         # by the hard cap.
         if self._buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
+
+    def ping(self) -> None:
+        """Asks a silent client whether it is still there (see ``tickgate.edge.liveness``)."""
+        if self.transport is not None and not self.closed:
+            self.ping_sent = time.monotonic()
+            self.transport.send_ping()
 
     def abort(self) -> None:
         """Drops the connection now, discarding unsent data, and releases its subscriptions."""

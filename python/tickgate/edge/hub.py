@@ -21,6 +21,7 @@ from picows import WSCloseCode
 
 from tickgate._core import Dispatcher, Update
 from tickgate.config import GatewayConfig
+from tickgate.edge.liveness import Liveness
 from tickgate.edge.replies import error_reply
 from tickgate.errors import ErrorCode
 
@@ -82,6 +83,7 @@ class EdgeHub:
         self.connections: set[ClientConnection] = set()
         #: Set when the gateway stops: new connections are turned away.
         self.closing = False
+        self.liveness = Liveness(self.connections, config.client_ping_interval, config.client_pong_timeout)
         #: Admission limit (see ``tickgate.edge.admission``); the gateway derives it at start.
         self.max_connections = config.max_connections or None
         self._refusals_logged = 0.0
@@ -134,6 +136,7 @@ class EdgeHub:
 
     def attach(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+        self.liveness.start()
         self.counters.connections_accepted += 1
         self._retime(conn)
 
@@ -180,6 +183,7 @@ class EdgeHub:
 
     def close_all(self, code: WSCloseCode, reason: str) -> None:
         self.closing = True
+        self.liveness.stop()
         for conn in list(self.connections):
             conn.close(code, reason)
         if self._ticker is not None:
@@ -226,6 +230,7 @@ class EdgeHub:
             max_connections=self.max_connections or 0,
             client_errors=c.client_errors,
             slow_consumers_closed=c.slow_consumers_closed,
+            unresponsive_closed=self.liveness.dropped,
             updates_in=c.updates_in,
         )
         return s

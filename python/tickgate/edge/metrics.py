@@ -68,6 +68,12 @@ class GatewayCollector(Collector):
                 s["slow_consumers_closed"],
             ),
             (counter, "client_errors", "Error replies sent to clients.", s["client_errors"]),
+            (
+                counter,
+                "unresponsive_closed",
+                "Clients dropped for not answering a ping in time.",
+                s["unresponsive_closed"],
+            ),
             (counter, "upstream_reconnects", "Provider reconnects.", up["reconnects"]),
             (counter, "upstream_frames", "Frames received from providers.", up["frames_in"]),
             (counter, "upstream_decode_errors", "Provider frames the core refused.", up["decode_errors"]),
