@@ -88,6 +88,7 @@ class Gateway:
         if self.hub.max_connections is None:
             self.hub.max_connections = derive_max_connections(file_limit)
         install_accept_error_filter(asyncio.get_running_loop())
+        self.hub.liveness.start()
         router = make_router(self.hub, self.health, self._render_metrics, self.zstd_dictionary)
         for sock in open_listeners(cfg.host, cfg.port):
             server = await ws_create_server(

@@ -136,7 +136,6 @@ class EdgeHub:
 
     def attach(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
-        self.liveness.start()
         self.counters.connections_accepted += 1
         self._retime(conn)
 
