@@ -50,7 +50,7 @@ async def test_sweep_pings_the_silent_and_drops_the_unanswering() -> None:
 
 async def test_a_client_that_stops_answering_is_dropped_and_its_subscriptions_released() -> None:
     sim = await start_simulator()
-    gw = await start_gateway(sim, client_ping_interval=0.4, client_pong_timeout=0.4)
+    gw = await start_gateway(sim, client_ping_interval=0.5, client_pong_timeout=1.0)
     try:
         alive = await Client.connect(gw)  # websockets answers pings by itself
         await alive.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
@@ -60,7 +60,7 @@ async def test_a_client_that_stops_answering_is_dropped_and_its_subscriptions_re
         assert gw.hub.liveness.dropped == 1
         assert gw.stats()["unresponsive_closed"] == 1
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 1.5:  # several ping rounds: the answering client stays
+        while time.monotonic() - t0 < 2.5:  # several ping rounds: the answering client stays
             await alive.push()
         assert len(gw.hub.connections) == 1
         writer.close()
