@@ -6,7 +6,7 @@ its upstream again or even log to a file. So each process admits at most ``max_c
 WebSocket clients, below its file limit with headroom for everything else (the upstream, the
 listening sockets, clients still in their handshake, health checks); past it a client gets an
 HTTP 503 at once and is closed. Should the limit be reached anyway (a flood of half-open
-handshakes), accepting pauses for a second and resumes by itself, with one log line per pause.
+handshakes), accepting pauses for a second and resumes by itself, logging a throttled line.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import asyncio
 import logging
 import resource
 import socket
-import time
 from typing import Any
+
+from tickgate.logs import LogThrottle
 
 __all__ = [
     "ListeningSocket",
@@ -36,8 +37,6 @@ HEADROOM_SHARE = 0.05
 LISTEN_BACKLOG = 4096
 #: The resource-exhaustion message asyncio-style servers report on EMFILE.
 _ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
-#: At most one log line per this many seconds about accept running out of descriptors.
-ACCEPT_LOG_INTERVAL_S = 10.0
 
 
 def raise_file_limit() -> int:
@@ -100,10 +99,10 @@ def open_listeners(host: str, port: int, *, reuse_port: bool = False) -> list[so
 
 
 def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> None:
-    """Rate-limits the server layer's "out of system resource" reports (one each time accepting
-    pauses) to one line per ``ACCEPT_LOG_INTERVAL_S``, with a count, instead of a traceback each."""
+    """Throttles the server layer's "out of system resource" reports (one each time accepting
+    pauses) to one line per ``LOG_INTERVAL_S``, with a count, instead of a traceback each."""
     previous = loop.get_exception_handler()
-    state = {"last": 0.0, "suppressed": 0}
+    throttle = LogThrottle(log)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") != _ACCEPT_EXHAUSTED:
@@ -112,17 +111,10 @@ def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> None:
             else:
                 loop.default_exception_handler(context)
             return
-        now = time.monotonic()
-        if now - state["last"] < ACCEPT_LOG_INTERVAL_S:
-            state["suppressed"] += 1
-            return
-        state["last"] = now
-        extra = f" ({state['suppressed']} more since the last report)" if state["suppressed"] else ""
-        state["suppressed"] = 0
-        log.error(
-            "out of file descriptors accepting clients: %s; accepting paused for a second%s",
+        throttle.log(
+            logging.ERROR,
+            "out of file descriptors accepting clients: %s; accepting paused for a second",
             context.get("exception"),
-            extra,
         )
 
     loop.set_exception_handler(handler)

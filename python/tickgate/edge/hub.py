@@ -24,14 +24,12 @@ from tickgate.config import GatewayConfig
 from tickgate.edge.liveness import Liveness
 from tickgate.edge.replies import error_reply
 from tickgate.errors import ErrorCode
+from tickgate.logs import LogThrottle
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
 
 log = logging.getLogger("tickgate.edge")
-
-#: At most one log line per this many seconds about clients refused at the admission limit.
-REFUSAL_LOG_INTERVAL_S = 10.0
 
 #: RFC 6455 "Try Again Later": the code a client closed for being too slow gets.
 CLOSE_SLOW = WSCloseCode(1013)
@@ -86,7 +84,7 @@ class EdgeHub:
         self.liveness = Liveness(self.connections, config.client_ping_interval, config.client_pong_timeout)
         #: Admission limit (see ``tickgate.edge.admission``); the gateway derives it at start.
         self.max_connections = config.max_connections or None
-        self._refusals_logged = 0.0
+        self._refusal_log = LogThrottle(log)
         # Connections that need the ticker: in batch mode, or paused (lag deadline).
         self._timed: set[ClientConnection] = set()
         self._flush_pending = False
@@ -119,19 +117,17 @@ class EdgeHub:
     # -- connections -------------------------------------------------------------------------
 
     def admits(self) -> bool:
-        """Whether a new client may connect; counts (and logs, at most every 10 s) a refusal."""
+        """Whether a new client may connect; counts a refusal and logs it, throttled."""
         limit = self.max_connections
         if limit is None or len(self.connections) < limit:
             return True
         self.counters.connections_refused += 1
-        now = time.monotonic()
-        if now - self._refusals_logged >= REFUSAL_LOG_INTERVAL_S:
-            self._refusals_logged = now
-            log.warning(
-                "at max_connections (%d): refusing new clients with 503 (%d refused so far)",
-                limit,
-                self.counters.connections_refused,
-            )
+        self._refusal_log.log(
+            logging.WARNING,
+            "at max_connections (%d): refusing new clients with 503 (%d refused so far)",
+            limit,
+            self.counters.connections_refused,
+        )
         return False
 
     def attach(self, conn: ClientConnection) -> None:

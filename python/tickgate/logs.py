@@ -1,0 +1,44 @@
+"""Log lines that a flood must not multiply: at most one per interval, with a count of the rest.
+
+A misbehaving crowd (clients refused at the admission limit, a listening socket out of
+descriptors) repeats the same event thousands of times a second; logging each would fill the
+disk and cost more CPU than the event itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+__all__ = ["LOG_INTERVAL_S", "LogThrottle"]
+
+#: At most one line per this many seconds for each throttled kind of event.
+LOG_INTERVAL_S = 10.0
+
+
+class LogThrottle:
+    """One kind of repeated event: the first is logged, then at most one per ``interval_s``,
+    each saying how many were left out since the line before."""
+
+    __slots__ = ("_interval_s", "_last", "_log", "_suppressed")
+
+    def __init__(self, log: logging.Logger, interval_s: float = LOG_INTERVAL_S) -> None:
+        self._log = log
+        self._interval_s = interval_s
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def log(self, level: int, msg: str, *args: object) -> bool:
+        """Logs ``msg % args`` unless a line went out less than ``interval_s`` ago; returns
+        whether it was logged."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._interval_s:
+            self._suppressed += 1
+            return False
+        self._last = now
+        if self._suppressed:
+            msg += " (%d more since the last report)"
+            args = (*args, self._suppressed)
+            self._suppressed = 0
+        self._log.log(level, msg, *args)
+        return True
