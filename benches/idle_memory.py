@@ -38,30 +38,10 @@ from benches.load_fanout import (
     stop_children,
     wait_port,
 )
+from benches.procstat import kernel_socket_bytes, rss_bytes
 
-PAGE = 4096
 SETTLE_S = 2.0
 CONCURRENCY = 100
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def kernel_bytes() -> int:
-    """Kernel slab memory (sockets, inodes, epoll items...) plus TCP buffer pages in use."""
-    slab = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("Slab:"):
-            slab = int(line.split()[1]) * 1024
-    for line in Path("/proc/net/sockstat").read_text().splitlines():
-        if line.startswith("TCP:"):
-            fields = line.split()
-            return slab + int(fields[fields.index("mem") + 1]) * PAGE
-    raise RuntimeError("no TCP line in /proc/net/sockstat")
 
 
 async def connect_idle(url: str, n: int) -> list[Any]:
@@ -88,12 +68,12 @@ async def measure(name: str, args: argparse.Namespace, upstream: str, logs: Path
         try:
             await wait_port(port, proc)
             await asyncio.sleep(SETTLE_S)
-            rss0, tcp0 = rss_bytes(proc.pid), kernel_bytes()
+            rss0, tcp0 = rss_bytes(proc.pid), kernel_socket_bytes()
             t0 = time.monotonic()
             clients = await connect_idle(f"ws://127.0.0.1:{port}/", args.clients)
             connect_s = time.monotonic() - t0
             await asyncio.sleep(SETTLE_S)
-            rss1, tcp1 = rss_bytes(proc.pid), kernel_bytes()
+            rss1, tcp1 = rss_bytes(proc.pid), kernel_socket_bytes()
             for t in clients:
                 t.disconnect()
             await asyncio.sleep(0.5)

@@ -45,11 +45,13 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benches.procstat import TICKS, cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = Path(__file__).resolve().parent
 PEERS = ROOT.parent / "shared" / "peers"
 TOKEN = "load-token"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS: dict[str, dict[str, Any]] = {
     "w1": {"clients": 500, "symbols_per_client": 10, "symbol_pool": 100, "rate": 10.0, "types": ["quote"]},
@@ -73,12 +75,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, all of its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def raise_fd_limit(needed: int) -> int:

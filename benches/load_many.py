@@ -11,7 +11,7 @@ connecting from its own 127.0.0.x address. Each client subscribes to one quote c
 then counts for ``--duration`` seconds and reports: connect rate, connected and failed clients,
 batches and deliveries per second, batch cycle latency (receive time minus the batch's
 ``timestamp``) p50/p99/max, the gateway's CPU and RSS summed over its processes, RSS per
-connection, and the kernel's TCP memory (``/proc/net/sockstat``). Loopback only; everything
+connection, and the kernel's growth in socket memory (slab and TCP buffers). Loopback only; everything
 stops by itself. Writes .benchmarks/load-many.json.
 """
 
@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import resource
 import statistics
 import subprocess
@@ -32,50 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benches.load_fanout import ROOT, free_port, start, stop, stop_children, wait_port
+from benches.procstat import kernel_socket_bytes, tree_cpu_and_rss
 
 TOKEN = "load-token"
 CONCURRENCY = 200  # handshakes in flight per load process
 SAMPLE_EVERY = 20  # parse one batch frame in this many for latency
-
-
-def tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants (a gateway with workers is several processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_and_rss(root: int) -> tuple[float, int]:
-    cpu, rss = 0.0, 0
-    for pid in tree_pids(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return cpu, rss
-
-
-def tcp_mem_bytes() -> int:
-    for line in Path("/proc/net/sockstat").read_text().splitlines():
-        if line.startswith("TCP:"):
-            fields = line.split()
-            return int(fields[fields.index("mem") + 1]) * 4096
-    return 0
 
 
 # -- load processes ----------------------------------------------------------------------------
@@ -199,8 +159,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await wait_port(gw_port, gw)
         await asyncio.sleep(1)
-        _, rss0 = cpu_and_rss(gw.pid)
-        tcp0 = tcp_mem_bytes()
+        _, rss0 = tree_cpu_and_rss(gw.pid)
+        tcp0 = kernel_socket_bytes()
         url = f"ws://127.0.0.1:{gw_port}/?mode=batch&interval_ms={args.interval_ms}"
         ctx = mp.get_context("spawn")
         queue: Any = ctx.Queue()
@@ -223,11 +183,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             assert kind == "connected"
         go.set()
         await asyncio.sleep(args.warmup)
-        cpu1, rss1 = cpu_and_rss(gw.pid)
-        tcp1 = tcp_mem_bytes()
+        cpu1, rss1 = tree_cpu_and_rss(gw.pid)
+        tcp1 = kernel_socket_bytes()
         t1 = time.monotonic()
         await asyncio.sleep(args.duration)
-        cpu2, _ = cpu_and_rss(gw.pid)
+        cpu2, _ = tree_cpu_and_rss(gw.pid)
         span = time.monotonic() - t1
         results = []
         for _ in procs:
@@ -259,7 +219,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_cpu_per_s": (cpu2 - cpu1) / span,
         "gateway_rss_mb": rss1 / 2**20,
         "gateway_rss_per_conn_kb": (rss1 - rss0) / max(1, connected) / 1024,
-        "kernel_tcp_mem_mb": (tcp1 - tcp0) / 2**20,
+        "kernel_socket_mb": (tcp1 - tcp0) / 2**20,
         "gateway_args": args.gateway_args,
     }
     return report
