@@ -57,7 +57,9 @@ def _limit_files() -> None:
 
 
 @contextlib.asynccontextmanager
-async def low_limit_gateway() -> AsyncIterator[tuple[subprocess.Popen[bytes], int, str]]:
+async def low_limit_gateway(
+    transport: str = "uvloop",
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], int, str]]:
     port = _free_port()
     with tempfile.NamedTemporaryFile(prefix="tickgate-admission-", suffix=".log") as log:
         proc = subprocess.Popen(
@@ -65,6 +67,7 @@ async def low_limit_gateway() -> AsyncIterator[tuple[subprocess.Popen[bytes], in
             stdout=subprocess.DEVNULL,
             stderr=log,
             preexec_fn=_limit_files,
+            env={**os.environ, "TICKGATE_CLIENT_TRANSPORT": transport},
         )
         try:
             deadline = time.monotonic() + 20
@@ -132,8 +135,10 @@ async def test_clients_past_the_limit_get_503_and_the_others_keep_their_data() -
         assert len(refusals) == 1  # rate-limited: one line for the five refusals
 
 
-async def test_running_out_of_descriptors_pauses_accepting_without_spinning() -> None:
-    async with low_limit_gateway() as (proc, port, log_path):
+# aiofastnet's server spins on EMFILE unless tickgate's ListeningSocket works around it.
+@pytest.mark.parametrize("transport", ["uvloop", "aiofastnet"])
+async def test_running_out_of_descriptors_pauses_accepting_without_spinning(transport: str) -> None:
+    async with low_limit_gateway(transport) as (proc, port, log_path):
         ws = await _client(port)
         await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
         await _next_push(ws)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from picows import WSCloseCode, ws_create_server
@@ -62,6 +63,7 @@ class Gateway:
         self.upstream: ItickAdapter | None = None
         self._render_metrics = make_renderer(self.stats)
         self._servers: list[Any] = []
+        self._uninstall_filter: Callable[[], None] | None = None
         self._stopped = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -87,7 +89,8 @@ class Gateway:
         file_limit = raise_file_limit()
         if self.hub.max_connections is None:
             self.hub.max_connections = derive_max_connections(file_limit)
-        install_accept_error_filter(asyncio.get_running_loop())
+        if cfg.client_transport == "aiofastnet":  # uvloop's own server does not report EMFILE
+            self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
         self.hub.liveness.start()
         router = make_router(self.hub, self.health, self._render_metrics, self.zstd_dictionary)
         for sock in open_listeners(cfg.host, cfg.port):
@@ -142,6 +145,8 @@ class Gateway:
                 server.abort_clients()
         if self.simulator is not None:
             await self.simulator.stop()
+        if self._uninstall_filter is not None:
+            self._uninstall_filter()
         log.info("tickgate stopped")
 
     async def serve_forever(self) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import resource
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from tickgate.logs import LogThrottle
@@ -98,9 +99,11 @@ def open_listeners(host: str, port: int, *, reuse_port: bool = False) -> list[so
     return sockets
 
 
-def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> None:
-    """Throttles the server layer's "out of system resource" reports (one each time accepting
-    pauses) to one line per ``LOG_INTERVAL_S``, with a count, instead of a traceback each."""
+def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Throttles aiofastnet's "out of system resource" reports (one each time accepting pauses)
+    to one line per ``LOG_INTERVAL_S``, with a count, instead of a traceback each. Other reports
+    go to the handler that was there before. Returns the function that puts that one back (an
+    embedding service keeps its own handler after the gateway stops)."""
     previous = loop.get_exception_handler()
     throttle = LogThrottle(log)
 
@@ -118,3 +121,4 @@ def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> None:
         )
 
     loop.set_exception_handler(handler)
+    return lambda: loop.set_exception_handler(previous)
