@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +45,16 @@ async def start_gateway(sim: ItickSimulator | None, **overrides: Any) -> Gateway
     gw = Gateway(GatewayConfig(**settings))
     await gw.start()
     return gw
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    """``(status, content type, body)`` of a plain GET, error statuses included (blocking: run
+    it with ``asyncio.to_thread`` from a test)."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
 async def wait_until(

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from gatewaykit import http_get
 from tickgate.edge.admission import derive_max_connections
 
 FILE_LIMIT = 200
@@ -42,14 +41,6 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _healthz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def _limit_files() -> None:
@@ -82,8 +73,9 @@ async def low_limit_gateway(
 
 
 def _status_or_none(port: int) -> int | None:
+    """The /healthz status, or None while nothing answers."""
     try:
-        return _healthz(port)
+        return http_get(f"http://127.0.0.1:{port}/healthz")[0]
     except OSError:
         return None
 
@@ -110,10 +102,8 @@ async def test_clients_past_the_limit_get_503_and_the_others_keep_their_data() -
                     await _client(port)
                 assert refused.value.response.status_code == 503
                 assert refused.value.response.headers["Retry-After"] == "5"
-            assert await asyncio.to_thread(_healthz, port) == 200
-            metrics = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            )
+            assert await asyncio.to_thread(_status_or_none, port) == 200
+            metrics = (await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics"))[2].decode()
             assert f"tickgate_connections {float(ADMITTED)}" in metrics
             assert "tickgate_connections_refused_total 5.0" in metrics
             assert f"tickgate_max_connections {float(ADMITTED)}" in metrics

@@ -7,8 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
-from gatewaykit import TIMEOUT, Client, start_gateway, start_simulator
+from gatewaykit import TIMEOUT, Client, http_get, start_gateway, start_simulator
 from tickgate import proto
 from tickgate.config import ConfigError, GatewayConfig
 from tickgate.edge.zstd_dictionary import builtin_dictionary
@@ -64,14 +62,6 @@ def decode(frame: str | bytes, subprotocol: str) -> Any:
         assert params.content_size == len(payload)  # the size is in the frame header
         frame = payload
     return proto.ServerMessage.FromString(frame)
-
-
-def http_get_bytes(url: str) -> tuple[int, str, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
 async def next_message(
@@ -242,9 +232,7 @@ async def test_json_subprotocol_reads_binary_frames_as_json(gw: Gateway) -> None
 
 
 async def test_zstd_dictionary_is_served_and_names_itself_in_every_frame(gw: Gateway) -> None:
-    status, ctype, body = await asyncio.to_thread(
-        http_get_bytes, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary"
-    )
+    status, ctype, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary")
     assert (status, ctype) == (200, "application/octet-stream")
     assert body == builtin_dictionary()
     assert zstandard.ZstdCompressionDict(body).dict_id() == 0x74670001
@@ -265,9 +253,7 @@ async def test_zstd_without_dictionary_sends_plain_frames() -> None:
     sim = await start_simulator(rate=20.0)
     gw = await start_gateway(sim, zstd_dictionary="none")
     try:
-        status, _, _ = await asyncio.to_thread(
-            http_get_bytes, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary"
-        )
+        status, _, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{gw.port}/v1/zstd-dictionary")
         assert status == 404
         ws = await open_binary(gw, PROTO_ZSTD)
         try:

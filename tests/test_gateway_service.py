@@ -10,23 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, start_gateway, start_simulator, wait_until
-
-
-def http_get(url: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+from gatewaykit import Client, http_get, start_gateway, start_simulator, wait_until
 
 
 async def test_healthz_and_metrics() -> None:
@@ -49,7 +39,9 @@ async def test_healthz_and_metrics() -> None:
         status, ctype, body = await asyncio.to_thread(http_get, base + "/metrics")
         assert status == 200 and ctype.startswith("text/plain")
         metrics = {
-            line.split()[0]: float(line.split()[1]) for line in body.splitlines() if line and line[0] != "#"
+            line.split()[0]: float(line.split()[1])
+            for line in body.decode().splitlines()
+            if line and line[0] != "#"
         }
         assert metrics["tickgate_connections"] == 1
         assert metrics["tickgate_subscriptions"] == 2
