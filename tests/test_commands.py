@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from tickgate import FeedProcessor, proto
+from tickgate.bus.base import IngestState
 from tickgate.config import GatewayConfig
 from tickgate.edge import commands
 from tickgate.edge.hub import EdgeHub, make_dispatcher
@@ -71,7 +72,8 @@ class Setup:
         self.config = GatewayConfig(max_channels_per_connection=LIMIT, **config)
         self.dispatcher = make_dispatcher(self.config)
         self.interest = FakeInterest()
-        self.hub = EdgeHub(self.config, self.dispatcher, self.interest, epoch="e")
+        self.hub = EdgeHub(self.config, self.dispatcher, self.interest)
+        self.hub.on_ingest(IngestState(up=True, epoch="e"))
 
     def connect(self, fmt: str = "json") -> FakeConn:
         conn = FakeConn(fmt)

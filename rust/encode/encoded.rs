@@ -27,6 +27,21 @@ impl EncodedUpdate {
         }
     }
 
+    /// An update whose JSON and Protobuf encodings were made elsewhere (the ingest process;
+    /// see `encode::bus`): nothing is encoded again.
+    pub fn with_encodings(
+        update: MarketUpdate,
+        json: (Framed, Range<usize>),
+        proto: ProtoEncoded,
+    ) -> EncodedUpdate {
+        EncodedUpdate {
+            update,
+            json: OnceLock::from(json),
+            proto: OnceLock::from(proto),
+            zstd: OnceLock::new(),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         self.update.kind()
     }
@@ -49,6 +64,11 @@ impl EncodedUpdate {
     pub fn json_data(&self) -> &[u8] {
         let (framed, range) = self.json();
         &framed.payload()[range.clone()]
+    }
+
+    /// Where `json_data` lies in `json_payload`.
+    pub fn json_data_range(&self) -> Range<usize> {
+        self.json().1.clone()
     }
 
     pub fn proto(&self) -> &ProtoEncoded {

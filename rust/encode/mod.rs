@@ -1,5 +1,6 @@
 //! Encoders: each update is encoded once per format, and the resulting bytes (or the ready
 //! WebSocket frame around them) are shared by every receiver.
+pub mod bus;
 pub mod encoded;
 pub mod format;
 pub mod json;

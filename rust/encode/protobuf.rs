@@ -112,6 +112,21 @@ impl ProtoEncoded {
         let mut buf = Vec::with_capacity(HEADROOM + len);
         buf.resize(HEADROOM, 0);
         msg.encode_raw(&mut buf);
+        Self::wrap(buf)
+    }
+
+    /// Already-encoded `tickgate.v1.Update` bytes, wrapped and framed (copied, not re-encoded).
+    pub fn from_update_bytes(update: &[u8]) -> ProtoEncoded {
+        let mut buf = Vec::with_capacity(HEADROOM + update.len());
+        buf.resize(HEADROOM, 0);
+        buf.extend_from_slice(update);
+        Self::wrap(buf)
+    }
+
+    /// Writes the `ServerMessage` prefix and the frame header in front of the update that
+    /// `buf` holds after `HEADROOM`.
+    fn wrap(mut buf: Vec<u8>) -> ProtoEncoded {
+        let len = buf.len() - HEADROOM;
         let mut prefix = Vec::with_capacity(6);
         prefix.push(SERVER_MESSAGE_UPDATE_TAG);
         encode_varint(len as u64, &mut prefix);

@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 
 use super::errors::to_pyerr;
 use super::update::PyUpdate;
+use crate::encode::bus;
 use crate::encode::format::frame_message;
 use crate::encode::Format;
 use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Mode, Outgoing};
@@ -227,6 +228,19 @@ impl PyDispatcher {
             reached += self.inner.publish(&update.get().encoded);
         }
         Ok(reached)
+    }
+
+    /// Fans out a bus record (`pack_updates` in the ingest process) without making a Python
+    /// object per update; returns `(updates, receivers reached)`. Raises `DecodeError` for a
+    /// corrupt record (nothing of it is published).
+    fn publish_packed(&mut self, py: Python<'_>, record: &[u8]) -> PyResult<(usize, usize)> {
+        let updates = bus::unpack(record).map_err(|e| to_pyerr(py, e))?;
+        let count = updates.len();
+        let reached = updates
+            .into_iter()
+            .map(|u| self.inner.publish(&Arc::new(u)))
+            .sum();
+        Ok((count, reached))
     }
 
     /// Queued frames of one connection (write them before a reply), or `None`.

@@ -6,9 +6,13 @@ mod index;
 mod processor;
 mod update;
 
-use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use std::sync::Arc;
 
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::encode::bus;
 use crate::encode::protobuf::FILE_DESCRIPTOR_SET;
 use crate::encode::wsframe::{frame, Opcode};
 use crate::encode::Format;
@@ -51,6 +55,31 @@ fn ws_frame<'py>(py: Python<'py>, payload: &[u8], binary: bool) -> Bound<'py, Py
     PyBytes::new(py, &frame(op, payload))
 }
 
+/// One bus record holding `updates` with their JSON and Protobuf encodings (made now if they
+/// were not yet), for an edge process to fan out without encoding again.
+#[pyfunction]
+fn pack_updates<'py>(py: Python<'py>, updates: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut held = Vec::with_capacity(updates.len());
+    for item in updates.iter() {
+        let update = item
+            .downcast::<update::PyUpdate>()
+            .map_err(|_| PyTypeError::new_err("pack_updates takes a list of tickgate.Update"))?;
+        held.push(update.get().encoded.clone());
+    }
+    Ok(PyBytes::new(py, &bus::pack(held.iter().map(|u| &**u))))
+}
+
+/// The updates of a bus record, encodings in place; raises `DecodeError` if it is corrupt.
+#[pyfunction]
+fn unpack_updates<'py>(py: Python<'py>, record: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let updates = bus::unpack(record).map_err(|e| errors::to_pyerr(py, e))?;
+    let out = PyList::empty(py);
+    for u in updates {
+        out.append(Bound::new(py, update::PyUpdate::new(Arc::new(u)))?)?;
+    }
+    Ok(out)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -69,5 +98,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(make_channel, m)?)?;
     m.add_function(wrap_pyfunction!(split_channel, m)?)?;
     m.add_function(wrap_pyfunction!(ws_frame, m)?)?;
+    m.add("BUS_RECORD_VERSION", bus::VERSION)?;
+    m.add_function(wrap_pyfunction!(pack_updates, m)?)?;
+    m.add_function(wrap_pyfunction!(unpack_updates, m)?)?;
     Ok(())
 }

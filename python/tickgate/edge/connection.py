@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tickgate.edge import commands
-from tickgate.edge.replies import ErrorReply, Reply, encode_reply, error_reply
+from tickgate.edge.replies import Message, encode_reply, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.framing import MessageAssembler, MessageTooLarge
 
@@ -131,7 +131,7 @@ class ClientConnection(WSListener):
 
     # -- sending ----------------------------------------------------------------------------
 
-    def send(self, message: Reply | ErrorReply) -> None:
+    def send(self, message: Message) -> None:
         """Sends a reply in this connection's format, after anything queued before it."""
         if self.closed or self.transport is None:
             return

@@ -15,14 +15,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode
 
-from tickgate._core import Dispatcher, Update
+from tickgate._core import DecodeError, Dispatcher, Update
+from tickgate.bus.base import IngestState, Interest
 from tickgate.config import GatewayConfig
 from tickgate.edge.liveness import Liveness
-from tickgate.edge.replies import error_reply
+from tickgate.edge.replies import StatusMessage, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
 
@@ -37,14 +38,6 @@ CLOSE_SLOW = WSCloseCode(1013)
 LAG_CHECK_S = 0.1
 
 
-class Interest(Protocol):
-    """Where the edge reports channels gaining their first or losing their last receiver."""
-
-    def add(self, channels: list[str]) -> None: ...
-
-    def remove(self, channels: list[str]) -> None: ...
-
-
 @dataclass(slots=True)
 class EdgeCounters:
     connections_accepted: int = 0
@@ -53,6 +46,16 @@ class EdgeCounters:
     client_errors: int = 0
     slow_consumers_closed: int = 0
     updates_in: int = 0
+
+
+class _NoInterest:
+    """Before the bus is joined, interest has nowhere to go."""
+
+    def add(self, channels: list[str]) -> None:
+        pass
+
+    def remove(self, channels: list[str]) -> None:
+        pass
 
 
 def make_dispatcher(config: GatewayConfig, zstd_dictionary: bytes | None = None) -> Dispatcher:
@@ -68,14 +71,19 @@ def make_dispatcher(config: GatewayConfig, zstd_dictionary: bytes | None = None)
 
 
 class EdgeHub:
-    def __init__(self, config: GatewayConfig, dispatcher: Dispatcher, interest: Interest, epoch: str) -> None:
+    def __init__(
+        self, config: GatewayConfig, dispatcher: Dispatcher, interest: Interest | None = None
+    ) -> None:
         #: Settings, read-only.
         self.config = config
         #: The core's fan-out: subscriptions, outboxes, batches.
         self.dispatcher = dispatcher
-        self.interest = interest
-        #: The sequence epoch clients see in replies.
-        self.epoch = epoch
+        #: The bus's edge side (set once, before clients connect).
+        self.interest: Interest = interest or _NoInterest()
+        #: The sequence epoch clients see in replies: the ingest's, learned on joining it.
+        self.epoch = ""
+        #: Whether the bus joins this edge to a live ingest.
+        self.ingest_up = False
         self.counters = EdgeCounters()
         #: Open connections (for shutdown and the connection gauge).
         self.connections: set[ClientConnection] = set()
@@ -91,6 +99,8 @@ class EdgeHub:
         self._ticker: asyncio.TimerHandle | None = None
         self._next_lag_check = 0.0
         self._resolution_s = config.batch_timer_resolution_ms / 1000
+        #: Clients were told their channels went stale (so they are told when data is back).
+        self.stale_told = False
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -99,6 +109,32 @@ class EdgeHub:
         self.counters.updates_in += len(updates)
         if self.dispatcher.publish(updates):
             self.schedule_flush()
+
+    def publish_packed(self, record: bytes) -> None:
+        """Updates from an ingest in another process, as a core bus record."""
+        try:
+            count, reached = self.dispatcher.publish_packed(record)
+        except DecodeError as e:  # a corrupt record costs itself, never the edge
+            log.error("dropped a bus record that does not decode: %s", e)
+            return
+        self.counters.updates_in += count
+        if reached:
+            self.schedule_flush()
+
+    def on_ingest(self, state: IngestState) -> None:
+        """The bus joined this edge to an ingest or lost it: every client holding channels is
+        told once, ``stale`` then ``ok`` (with the new epoch in later updates)."""
+        was_up, self.ingest_up = self.ingest_up, state.up
+        if state.up:
+            self.epoch = state.epoch
+        if was_up == state.up or (state.up and not self.stale_told):
+            return
+        self.stale_told = not state.up
+        status, reason = ("ok", "") if state.up else ("stale", state.reason)
+        for conn in list(self.connections):
+            channels = self.dispatcher.channels_of(conn.id)
+            if channels:
+                conn.send(StatusMessage(state=status, reason=reason, channels=sorted(channels)))
 
     def schedule_flush(self) -> None:
         if not self._flush_pending:

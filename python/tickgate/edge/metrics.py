@@ -84,6 +84,33 @@ class GatewayCollector(Collector):
         )
         ready.add_metric([up["provider"]], 1 if up["state"] == "ready" else 0)
         yield ready
+        if "workers" in s:
+            yield from _per_worker(s)
+
+
+#: Figures of a node of workers also reported per edge worker, labelled ``worker``.
+PER_WORKER = (
+    (GaugeMetricFamily, "connections", "Open client connections of one edge worker."),
+    (GaugeMetricFamily, "subscriptions", "Client x channel subscriptions of one edge worker."),
+    (CounterMetricFamily, "deliveries", "Updates delivered by one edge worker."),
+    (CounterMetricFamily, "bytes_out", "Bytes of market data one edge worker handed to sockets."),
+    (GaugeMetricFamily, "rss_bytes", "Resident memory of one edge worker."),
+)
+
+
+def _per_worker(s: dict[str, Any]) -> Iterator[Any]:
+    workers = sorted(s["workers"].items())
+    for family, name, doc in PER_WORKER:
+        metric = family(f"tickgate_worker_{name}", doc, labels=["worker"])
+        for worker, figures in workers:
+            metric.add_metric([worker], figures.get(name, 0))
+        yield metric
+    ingest = GaugeMetricFamily("tickgate_ingest_up", "1 while the edges are joined to the ingest.")
+    ingest.add_metric([], 1 if s["ingest_up"] else 0)
+    yield ingest
+    if "rss_bytes" in s["ingest"]:
+        rss = s["ingest"]["rss_bytes"]
+        yield GaugeMetricFamily("tickgate_ingest_rss_bytes", "Resident memory of the ingest.", value=rss)
 
 
 def make_renderer(stats: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:

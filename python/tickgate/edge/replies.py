@@ -14,7 +14,7 @@ from tickgate import proto
 from tickgate._core import Dispatcher
 from tickgate.errors import ErrorCode
 
-__all__ = ["ErrorReply", "Reply", "encode_reply", "error_reply"]
+__all__ = ["ErrorReply", "Reply", "StatusMessage", "encode_reply", "error_reply"]
 
 #: The seed's reply to unparsable input; seed clients may match on it.
 INVALID_JSON_MSG = "Invalid JSON format"
@@ -44,6 +44,18 @@ class ErrorReply(msgspec.Struct, omit_defaults=True, tag="error", tag_field="typ
     id: Any = msgspec.UNSET
 
 
+class StatusMessage(msgspec.Struct, tag="status", tag_field="type"):
+    """The state of a client's channels apart from its socket's: ``stale`` (with a reason,
+    e.g. ``ingest_down``) or ``ok`` again."""
+
+    state: str
+    reason: str
+    channels: list[str]
+
+
+Message = Reply | ErrorReply | StatusMessage
+
+
 def error_reply(code: ErrorCode, msg: str, request_id: Any = msgspec.UNSET, **extra: Any) -> ErrorReply:
     return ErrorReply(code=code.value, msg=msg, id=request_id, **extra)
 
@@ -58,7 +70,10 @@ def _proto_id(value: Any) -> str | None:
     return value if isinstance(value, str) else _json(value).decode()
 
 
-def _to_proto(message: Reply | ErrorReply) -> bytes:
+def _to_proto(message: Message) -> bytes:
+    if isinstance(message, StatusMessage):
+        status = proto.Status(state=message.state, reason=message.reason, channels=message.channels)
+        return proto.ServerMessage(status=status).SerializeToString()
     fields = {k: v for k, v in msgspec.structs.asdict(message).items() if v is not msgspec.UNSET}
     request_id = _proto_id(fields.pop("id", msgspec.UNSET))
     if request_id is not None:
@@ -70,7 +85,7 @@ def _to_proto(message: Reply | ErrorReply) -> bytes:
     return proto.ServerMessage(reply=proto.Reply(**fields)).SerializeToString()
 
 
-def encode_reply(dispatcher: Dispatcher, fmt: str, message: Reply | ErrorReply) -> bytes:
+def encode_reply(dispatcher: Dispatcher, fmt: str, message: Message) -> bytes:
     """A complete WebSocket frame carrying ``message`` for a connection that speaks ``fmt``."""
     payload = _json(message) if fmt == "json" else _to_proto(message)
     return dispatcher.frame_message(fmt, payload)

@@ -1,0 +1,44 @@
+"""The bus interface: what an edge hands the bus (``Interest``) and what the bus hands an edge
+(``EdgeSink``). The ingest side is two calls every implementation has: ``publish(updates)``
+and ``refused(channels, reason)`` (the latter via the subscription pool's refusal sinks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from tickgate._core import Update
+
+
+class Interest(Protocol):
+    """Where an edge reports channels gaining their first or losing their last receiver."""
+
+    def add(self, channels: list[str]) -> None: ...
+
+    def remove(self, channels: list[str]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestState:
+    """Whether an edge is joined to a live ingest, and that ingest's sequence epoch."""
+
+    up: bool
+    epoch: str
+    #: Why the ingest is not reachable (empty when up).
+    reason: str = ""
+
+
+class EdgeSink(Protocol):
+    """What the bus delivers to an edge."""
+
+    def publish(self, updates: list[Update]) -> None:
+        """Updates as the core's objects (in-process)."""
+
+    def publish_packed(self, record: bytes) -> None:
+        """Updates as a bus record (``tickgate._core.pack_updates``), from another process."""
+
+    def on_refused(self, channels: list[str], reason: str) -> None:
+        """The provider refused ``channels``; the pool has already forgotten them."""
+
+    def on_ingest(self, state: IngestState) -> None:
+        """The edge joined an ingest, or lost it."""

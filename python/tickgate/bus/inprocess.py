@@ -1,0 +1,31 @@
+"""``InProcessBus``: ingest and one edge in one process, joined by plain calls."""
+
+from __future__ import annotations
+
+from tickgate._core import Update
+from tickgate.bus.base import EdgeSink, IngestState
+from tickgate.upstream.pool import SubscriptionPool
+
+
+class InProcessBus:
+    def __init__(self, pool: SubscriptionPool) -> None:
+        self._pool = pool
+        self._edge: EdgeSink | None = None
+
+    def join(self, edge: EdgeSink, epoch: str) -> None:
+        """Connects the one edge: it gets updates and refusals from now on."""
+        self._edge = edge
+        self._pool.on_refused(edge.on_refused)
+        edge.on_ingest(IngestState(up=True, epoch=epoch))
+
+    # edge -> ingest
+    def add(self, channels: list[str]) -> None:
+        self._pool.add(channels)
+
+    def remove(self, channels: list[str]) -> None:
+        self._pool.remove(channels)
+
+    # ingest -> edge
+    def publish(self, updates: list[Update]) -> None:
+        if self._edge is not None:
+            self._edge.publish(updates)

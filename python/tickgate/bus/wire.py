@@ -1,0 +1,73 @@
+"""Messages of the local bus (``tickgate.bus.local``): a 5-byte header (``u32`` length of the
+body, little-endian, then a ``u8`` type) and the body. Bodies are JSON, newline-joined channel
+names, or a core bus record."""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+HEADER = struct.Struct("<IB")
+
+
+class Kind(enum.IntEnum):
+    # edge -> ingest
+    HELLO = 1  # JSON {"version", "worker", "pid"}
+    ADD = 2  # channels gaining their first receiver on the edge
+    REMOVE = 3  # channels losing their last receiver on the edge
+    STATS = 4  # JSON: the edge's figures, for the node-wide view
+    # ingest -> edge
+    WELCOME = 10  # JSON {"version", "epoch"}
+    UPDATES = 11  # a core bus record
+    REFUSED = 12  # JSON {"channels", "reason"}
+    NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
+
+
+class BusProtocolError(Exception):
+    """A peer sent something that is not a bus message (the link is dropped)."""
+
+
+def message(kind: Kind, body: bytes) -> bytes:
+    return HEADER.pack(len(body), kind) + body
+
+
+def json_message(kind: Kind, value: Any) -> bytes:
+    return message(kind, json.dumps(value, separators=(",", ":")).encode())
+
+
+def channels_message(kind: Kind, channels: list[str]) -> bytes:
+    return message(kind, "\n".join(channels).encode())
+
+
+def parse_channels(body: bytes) -> list[str]:
+    return body.decode().split("\n") if body else []
+
+
+class Reader:
+    """Splits a byte stream into ``(kind, body)`` messages, refusing any over ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._buf = bytearray()
+        self._max = max_bytes
+
+    def feed(self, data: bytes) -> Iterator[tuple[Kind, bytes]]:
+        buf = self._buf
+        buf += data
+        at = 0
+        while len(buf) - at >= HEADER.size:
+            length, kind = HEADER.unpack_from(buf, at)
+            if length > self._max:
+                raise BusProtocolError(f"bus message of {length} bytes (limit {self._max})")
+            end = at + HEADER.size + length
+            if len(buf) < end:
+                break
+            try:
+                k = Kind(kind)
+            except ValueError:
+                raise BusProtocolError(f"unknown bus message type {kind}") from None
+            yield k, bytes(buf[at + HEADER.size : end])
+            at = end
+        del buf[:at]

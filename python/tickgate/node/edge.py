@@ -1,0 +1,102 @@
+"""``Edge``: the role that holds clients. The listener (WebSocket clients, ``/healthz``,
+``/metrics``, the zstd dictionary) on one or more listening sockets, the ``EdgeHub`` and the
+core's ``Dispatcher``. It gets updates and ingest state from the bus (it is the bus's
+``EdgeSink`` through its hub) and reports interest to it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from picows import WSCloseCode, ws_create_server
+
+from tickgate.bus.base import Interest
+from tickgate.config import GatewayConfig
+from tickgate.edge.admission import (
+    derive_max_connections,
+    install_accept_error_filter,
+    open_listeners,
+    raise_file_limit,
+)
+from tickgate.edge.hub import EdgeHub, make_dispatcher
+from tickgate.edge.listener import make_router
+from tickgate.edge.zstd_dictionary import load_zstd_dictionary
+
+log = logging.getLogger("tickgate.edge")
+
+#: How long stopping waits for clients to take their close frames.
+CLOSE_GRACE_S = 2.0
+
+
+class Edge:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.zstd_dictionary = load_zstd_dictionary(config.zstd_dictionary)
+        self.dispatcher = make_dispatcher(config, self.zstd_dictionary)
+        self.hub = EdgeHub(config, self.dispatcher)
+        self._servers: list[Any] = []
+        self._uninstall_filter: Callable[[], None] | None = None
+
+    def join(self, interest: Interest) -> None:
+        """Where interest goes: the bus's edge side. Call before ``start``."""
+        self.hub.interest = interest
+
+    async def start(
+        self,
+        health: Callable[[], dict[str, Any]],
+        metrics: Callable[[], bytes],
+        *,
+        port: int | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Listens on the configured host and ``port`` (the configured one by default);
+        ``reuse_port`` shares it with the node's other edges (SO_REUSEPORT)."""
+        cfg = self.config
+        file_limit = raise_file_limit()
+        if self.hub.max_connections is None:
+            self.hub.max_connections = derive_max_connections(file_limit)
+        if cfg.client_transport == "aiofastnet":  # uvloop's own server does not report EMFILE
+            self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
+        self.hub.liveness.start()
+        router = make_router(self.hub, health, metrics, self.zstd_dictionary)
+        for sock in open_listeners(cfg.host, cfg.port if port is None else port, reuse_port=reuse_port):
+            server = await ws_create_server(
+                router,
+                sock=sock,
+                max_frame_size=cfg.max_message_bytes,
+                read_buffer_init_size=cfg.client_read_buffer_bytes,
+                use_aiofastnet=cfg.client_transport == "aiofastnet",
+                logger_name="tickgate.ws",
+                # Half-open clients are found by the hub's one liveness sweep, not a timer each.
+                enable_auto_ping=False,
+            )
+            self._servers.append(server)
+        log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)
+        ws_log = logging.getLogger("picows.tickgate.ws")
+        if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
+            ws_log.setLevel(logging.WARNING)
+
+    async def stop(self) -> None:
+        """Closes every client with 1001 and stops listening."""
+        self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), CLOSE_GRACE_S)
+            except TimeoutError:
+                server.abort_clients()
+        if self._uninstall_filter is not None:
+            self._uninstall_filter()
+            self._uninstall_filter = None
+
+    @property
+    def port(self) -> int:
+        return self._servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        return f"ws://{f'[{host}]' if ':' in host else host}:{self.port}/"
