@@ -43,18 +43,25 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its children (a node's supervisor and workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return _cpu_seconds(pid) + sum(_cpu_seconds(int(c)) for c in children)
+
+
 def _limit_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
 
 
 @contextlib.asynccontextmanager
 async def low_limit_gateway(
-    transport: str = "uvloop",
+    transport: str = "uvloop", workers: int = 0
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], int, str]]:
     port = _free_port()
     with tempfile.NamedTemporaryFile(prefix="tickgate-admission-", suffix=".log") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tickgate", "serve", "--port", str(port), "--log-level", "info"],
+            [sys.executable, "-m", "tickgate", "serve", "--port", str(port), "--log-level", "info"]
+            + (["--workers", str(workers)] if workers else []),
             stdout=subprocess.DEVNULL,
             stderr=log,
             preexec_fn=_limit_files,
@@ -123,6 +130,42 @@ async def test_clients_past_the_limit_get_503_and_the_others_keep_their_data() -
         with open(log_path) as fh:
             refusals = [line for line in fh if "at max_connections" in line]
         assert len(refusals) == 1  # rate-limited: one line for the five refusals
+
+
+async def test_each_worker_of_a_node_admits_below_its_own_file_limit() -> None:
+    workers = 2
+    async with low_limit_gateway(workers=workers) as (proc, port, _log_path):
+        admitted: list[ClientConnection] = []
+        refused = 0
+        try:
+            # The kernel spreads clients over the workers by address hash: keep connecting
+            # until every worker is full (refusals come from whichever is full already).
+            for _ in range(4 * workers * ADMITTED):
+                try:
+                    admitted.append(await _client(port))
+                except InvalidStatus as e:
+                    assert e.response.status_code == 503
+                    refused += 1
+                if len(admitted) == workers * ADMITTED and refused >= 3:
+                    break
+            assert len(admitted) == workers * ADMITTED and refused >= 3
+            metrics = ""
+            deadline = time.monotonic() + 10
+            while f"tickgate_connections {float(workers * ADMITTED)}" not in metrics:
+                assert time.monotonic() < deadline, metrics
+                await asyncio.sleep(0.2)
+                metrics = (await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics"))[2].decode()
+            assert f"tickgate_max_connections {float(workers * ADMITTED)}" in metrics
+            first, last = admitted[0], admitted[-1]
+            for ws in (first, last):
+                await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
+                await _next_push(ws)
+            before = _tree_cpu_seconds(proc.pid)
+            await asyncio.sleep(2.0)
+            cpu = _tree_cpu_seconds(proc.pid) - before
+            assert cpu < 0.5, f"the node used {cpu:.2f} s of CPU in 2 s at its admission limit"
+        finally:
+            await asyncio.gather(*(ws.close() for ws in admitted), return_exceptions=True)
 
 
 # aiofastnet's server spins on EMFILE unless tickgate's ListeningSocket works around it.

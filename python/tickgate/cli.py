@@ -1,6 +1,7 @@
 """``tickgate`` command line: a thin shell over ``tickgate.Gateway`` and the simulators.
 
-tickgate serve [--config FILE] [--host H] [--port P] [--upstream-url URL] [--upstream-token T]
+tickgate serve [--config FILE] [--host H] [--port P] [--workers N|auto]
+               [--upstream-url URL] [--upstream-token T]
 tickgate simulate [--host H] [--port P] [--rate R] [--seed S] [--token T ...]
 """
 
@@ -10,11 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
+import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from tickgate.config import ConfigError, load_config
+from tickgate.config import ConfigError, GatewayConfig, load_config
+from tickgate.node.loop import run as _run
 
 log = logging.getLogger("tickgate")
 
@@ -27,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML file with settings (see docs/configuration.md)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080; 0 picks a free one)")
+    serve.add_argument(
+        "--workers",
+        help="edge worker processes sharing the port beside one ingest process ('auto': one per core; "
+        "default 0: everything in one process)",
+    )
     serve.add_argument("--upstream-url", help="iTick-protocol WebSocket URL, e.g. wss://api.itick.org/stock")
     serve.add_argument("--upstream-token", help="provider API token")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
@@ -48,29 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Runs ``main`` on uvloop (when available) until it returns or SIGINT/SIGTERM."""
+async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
+    gateway: Any
+    if config.workers:
+        from tickgate.node.supervisor import Node
 
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms working
-        asyncio.run(runner())
+        gateway = Node(config, config.workers)
     else:
-        uvloop.run(runner())
+        from tickgate.gateway import Gateway
 
-
-async def _serve(config_path: str | None, flags: dict[str, object], stop: asyncio.Event) -> None:
-    from tickgate.gateway import Gateway
-
-    config = load_config(config_path, overrides=flags)
-    gateway = Gateway(config)
+        gateway = Gateway(config)
     await gateway.start()
     print(f"tickgate serving on {gateway.url}", flush=True)
     waiter = asyncio.ensure_future(gateway.serve_forever())
@@ -101,6 +96,16 @@ async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
     await sim.stop()
 
 
+def _workers(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if raw == "auto":
+        return os.cpu_count() or 1
+    if not raw.isdigit():
+        raise ConfigError(f"--workers must be a number or 'auto' (got {raw!r})")
+    return int(raw)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # picows logs every connection at INFO; at 100k clients that is noise, not information.
@@ -115,13 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags = {
                 "host": args.host,
                 "port": args.port,
+                "workers": _workers(args.workers),
                 "upstream_url": args.upstream_url,
                 "upstream_token": args.upstream_token,
                 "log_level": args.log_level,
             }
             config = load_config(args.config, overrides=flags)  # fail fast, before the loop starts
             _configure_logging(config.log_level)
-            _run(lambda stop: _serve(args.config, flags, stop))
+            _run(lambda stop: _serve(config, stop))
         else:
             level = str(args.log_level).upper()
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

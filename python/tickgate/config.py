@@ -77,6 +77,15 @@ class GatewayConfig:
     batch_timer_resolution_ms: int = 10
     #: The dictionary of tickgate.v1.proto+zstd frames: "builtin", "none" or a file path.
     zstd_dictionary: str = "builtin"
+    # Node of workers
+    #: Edge worker processes sharing the port (SO_REUSEPORT) beside one ingest process; 0 runs
+    #: the ingest and one edge in one process (the embedded default).
+    workers: int = 0
+    #: Unsent bytes the ingest holds for one edge worker before dropping its bus link (it
+    #: re-joins by itself).
+    bus_buffer_bytes: int = 64 * 1024 * 1024
+    #: How often workers exchange figures for the node-wide /healthz and /metrics (seconds).
+    node_view_interval: float = 1.0
     # Embedded simulator (used only when upstream_url is unset)
     simulator_rate: float = 2.0
     simulator_seed: int = 1
@@ -129,6 +138,8 @@ _POSITIVE = (
     "batch_interval_min_ms",
     "batch_tick_cap",
     "batch_timer_resolution_ms",
+    "bus_buffer_bytes",
+    "node_view_interval",
 )
 _HINTS = get_type_hints(GatewayConfig)
 NAMES = tuple(f.name for f in fields(GatewayConfig))

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tickgate._core import BUS_RECORD_VERSION, Update, pack_updates
 from tickgate.bus.base import EdgeSink, IngestState
@@ -59,8 +59,7 @@ class _EdgeLink(asyncio.Protocol):
         self._reader = Reader(MAX_MESSAGE_BYTES)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -297,11 +296,10 @@ class BusClient(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         self._reader = Reader(MAX_MESSAGE_BYTES)
         hello = {"version": BUS_RECORD_VERSION, "worker": self.worker, "pid": os.getpid()}
-        transport.write(json_message(Kind.HELLO, hello))
+        self._transport.write(json_message(Kind.HELLO, hello))
 
     def data_received(self, data: bytes) -> None:
         try:
