@@ -77,8 +77,8 @@ class Setup:
 
     def connect(self, fmt: str = "json") -> FakeConn:
         conn = FakeConn(fmt)
-        # As the edge does: the core writes ready bytes with the connection's writer.
-        conn.id = self.dispatcher.connect(conn, fmt, writer=conn.write)
+        # As the edge does: the core writes ready bytes with the connection's transport.
+        conn.id = self.dispatcher.connect(conn, fmt, transport=conn)
         self.hub.attach(conn)  # type: ignore[arg-type]
         return conn
 

@@ -23,8 +23,8 @@ use super::wsframe::{Framed, Opcode};
 use super::EncodedUpdate;
 use crate::error::{CoreError, CoreResult, ErrorCode};
 use crate::model::{
-    channel_name, Depth, DepthLevel, Direction, Kind, Kline, MarketUpdate, Payload, Quote,
-    Session, Tick, TradingStatus,
+    channel_name, Depth, DepthLevel, Direction, Kind, Kline, MarketUpdate, Payload, Quote, Session, Tick,
+    TradingStatus,
 };
 
 /// Version of the record layout, checked when an edge joins the bus.
@@ -63,8 +63,7 @@ pub fn unpack(record: &[u8]) -> CoreResult<Vec<EncodedUpdate>> {
         if start > end || end > json.len() {
             return Err(bad("JSON data span outside the payload"));
         }
-        let message =
-            pb::Update::decode(proto).map_err(|e| bad(&format!("Update does not decode: {e}")))?;
+        let message = pb::Update::decode(proto).map_err(|e| bad(&format!("Update does not decode: {e}")))?;
         let update = from_message(message, &mut names)?;
         let mut buf = Framed::buffer(json.len());
         buf.extend_from_slice(json);

@@ -16,6 +16,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use super::conflation::{Conflation, Pushed};
 use super::index::{Change, ConnId, SubscriptionIndex};
 use super::outbox::{Frames, Outgoing};
+use super::slab::Slab;
 use super::wheel::TimerWheel;
 use crate::encode::{json, protobuf, Compressor, EncodedUpdate, Format};
 use crate::error::{CoreError, CoreResult, ErrorCode};
@@ -112,8 +113,7 @@ impl Conn {
 pub struct Dispatcher {
     limits: DispatcherLimits,
     index: SubscriptionIndex,
-    conns: FxHashMap<ConnId, Conn>,
-    next_id: ConnId,
+    conns: Slab<Conn>,
     /// Connections with something for the next flush (each once; `Conn::dirty` guards it).
     dirty: Vec<ConnId>,
     /// Connections the edge reported as over the high watermark.
@@ -140,8 +140,7 @@ impl Dispatcher {
             compressor: Compressor::new(zstd_dictionary)?,
             limits,
             index: SubscriptionIndex::new(),
-            conns: FxHashMap::default(),
-            next_id: 1,
+            conns: Slab::default(),
             dirty: Vec::new(),
             paused: FxHashSet::default(),
             stats: DispatcherStats::default(),
@@ -219,22 +218,17 @@ impl Dispatcher {
     /// A new connection's id.
     pub fn connect(&mut self, format: Format, mode: Mode, now_ms: i64) -> CoreResult<ConnId> {
         let mode = self.check_mode(mode)?;
-        let id = self.next_id;
-        self.next_id += 1;
-        self.conns.insert(
-            id,
-            Conn {
-                format,
-                mode: Mode::Immediate,
-                outbox: Frames::new(format),
-                pending: None,
-                paused_since: None,
-                dirty: false,
-                set_hash: 0,
-                timer_generation: 0,
-                deadline_ms: 0,
-            },
-        );
+        let id = self.conns.insert(Conn {
+            format,
+            mode: Mode::Immediate,
+            outbox: Frames::new(format),
+            pending: None,
+            paused_since: None,
+            dirty: false,
+            set_hash: 0,
+            timer_generation: 0,
+            deadline_ms: 0,
+        });
         self.set_mode(id, mode, now_ms)?;
         Ok(id)
     }
@@ -360,8 +354,9 @@ impl Dispatcher {
             .paused
             .iter()
             .filter(|id| {
-                self.conns[id]
-                    .paused_since
+                self.conns
+                    .get(id)
+                    .and_then(|c| c.paused_since)
                     .is_some_and(|t| now_ms - t >= self.limits.lag_deadline_ms)
             })
             .copied()

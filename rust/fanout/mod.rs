@@ -4,6 +4,7 @@ pub mod conflation;
 pub mod dispatcher;
 pub mod index;
 pub mod outbox;
+pub mod slab;
 pub mod wheel;
 
 pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Mode};

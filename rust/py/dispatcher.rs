@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use pyo3::PyTraverseError;
@@ -18,6 +19,7 @@ use super::update::PyUpdate;
 use crate::encode::bus;
 use crate::encode::format::frame_message;
 use crate::encode::Format;
+use crate::fanout::slab::SideTable;
 use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Mode, Outgoing};
 use crate::state::now_ms;
 
@@ -26,11 +28,11 @@ pub struct PyDispatcher {
     inner: Dispatcher,
     /// The edge's object for each connection id (held strongly while registered), and the
     /// callable that writes bytes to its socket.
-    handles: FxHashMap<ConnId, (Py<PyAny>, Option<Py<PyAny>>)>,
+    handles: SideTable<(Py<PyAny>, Option<Py<PyAny>>)>,
     flushed: Vec<(ConnId, Outgoing)>,
 }
 
-/// One connection's bytes, its handle and its writer, collected while the dispatcher is borrowed.
+/// One connection's bytes, its handle and its transport, collected while the dispatcher is borrowed.
 type PendingWrite<'py> = (Py<PyAny>, Option<Py<PyAny>>, Bound<'py, PyBytes>);
 
 fn parse_format(py: Python<'_>, format: &str) -> PyResult<Format> {
@@ -111,15 +113,16 @@ impl PyDispatcher {
         };
         Ok(PyDispatcher {
             inner: Dispatcher::new(limits, zstd_dictionary).map_err(|e| to_pyerr(py, e))?,
-            handles: FxHashMap::default(),
+            handles: SideTable::default(),
             flushed: Vec::new(),
         })
     }
 
     /// Registers a connection; `format` is `json`, `proto` or `proto+zstd` (or the
-    /// subprotocol name); `writer`, if given, is what `write_out` calls with its bytes.
+    /// subprotocol name); `transport`, if given, is what `write_out` calls `write(bytes)` on
+    /// (the object, not a bound method: one less object kept per connection).
     /// Raises `InvalidModeError` for a bad mode.
-    #[pyo3(signature = (handle, format = "json", mode = "immediate", interval_ms = 500, writer = None))]
+    #[pyo3(signature = (handle, format = "json", mode = "immediate", interval_ms = 500, transport = None))]
     fn connect(
         &mut self,
         py: Python<'_>,
@@ -127,7 +130,7 @@ impl PyDispatcher {
         format: &str,
         mode: &str,
         interval_ms: i64,
-        writer: Option<Py<PyAny>>,
+        transport: Option<Py<PyAny>>,
     ) -> PyResult<ConnId> {
         let format = parse_format(py, format)?;
         let mode = self.parse_mode(py, mode, interval_ms)?;
@@ -135,7 +138,7 @@ impl PyDispatcher {
             .inner
             .connect(format, mode, now_ms())
             .map_err(|e| to_pyerr(py, e))?;
-        self.handles.insert(id, (handle, writer));
+        self.handles.insert(id, (handle, transport));
         Ok(id)
     }
 
@@ -266,12 +269,12 @@ impl PyDispatcher {
         Ok(out)
     }
 
-    /// Like `flush`, but calls each connection's `writer` with its bytes here, so the edge's
-    /// per-connection write costs no Python bytecode. Returns `[(handle, exception)]` for the
-    /// writes that raised (the edge drops those); a connection registered without a writer
-    /// is reported there too, with a `TypeError`, rather than losing its bytes silently.
+    /// Like `flush`, but calls each connection's `transport.write` with its bytes here, so the
+    /// edge's per-connection write costs no Python bytecode. Returns `[(handle, exception)]`
+    /// for the writes that raised (the edge drops those); a connection registered without a
+    /// transport is reported there too, with a `TypeError`, rather than losing its bytes.
     ///
-    /// The writers run after the dispatcher is released: a write that crosses the socket's
+    /// The writes run after the dispatcher is released: a write that crosses the socket's
     /// high watermark calls back into `set_paused` from inside the write.
     fn write_out<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
@@ -298,8 +301,11 @@ impl PyDispatcher {
         let failed = PyList::empty(py);
         for (handle, writer, bytes) in writes {
             let result = match writer {
-                Some(w) => w.bind(py).call1((bytes,)).map(|_| ()),
-                None => Err(PyTypeError::new_err("connection registered without a writer")),
+                Some(w) => w
+                    .bind(py)
+                    .call_method1(intern!(py, "write"), (bytes,))
+                    .map(|_| ()),
+                None => Err(PyTypeError::new_err("connection registered without a transport")),
             };
             if let Err(e) = result {
                 failed.append((handle.bind(py), e.value(py)))?;

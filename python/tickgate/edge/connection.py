@@ -16,8 +16,9 @@ import logging
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from multidict import CIMultiDict
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tickgate.edge import commands
@@ -36,59 +37,74 @@ CLOSE_GRACE_S = 2.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+_NO_HEADERS = CIMultiDict[str]()
+
+
+def _release_handshake(transport: WSTransport) -> None:
+    """picows keeps the upgrade request (its headers in a multidict) for the connection's life;
+    nothing reads it after the handshake, and at 100k idle clients it comes to about 1 KB of
+    the memory per connection. (The response is one shared object: see the listener.)"""
+    request = transport.request
+    if request is not None:
+        request.headers = _NO_HEADERS
+        request.path = request.method = request.version = b""
+
+
 class ClientConnection(WSListener):
     __slots__ = (
         "_assembler",
-        "_buffer_size",
-        "_mode",
-        "_write",
+        "_delivery",
+        "_raw",
         "closed",
         "format",
         "hub",
         "id",
-        "interval_ms",
         "last_seen",
         "paused",
-        "peer",
         "ping_sent",
         "transport",
     )
 
     def __init__(
-        self, hub: EdgeHub, fmt: str = "json", mode: str = "immediate", interval_ms: int = 500
+        self, hub: EdgeHub, fmt: str = "json", delivery: tuple[str, int] = ("immediate", 500)
     ) -> None:
         self.hub = hub
         #: ``json``, ``proto`` or ``proto+zstd``, fixed at the handshake.
         self.format = fmt
-        self._mode = mode
-        self.interval_ms = interval_ms
+        #: ``(mode, interval_ms)`` asked for at the handshake (one shared tuple per value).
+        self._delivery = delivery
         #: The dispatcher's id for this connection (0 until connected).
         self.id = 0
         self.transport: WSTransport | None = None
-        self.peer = "-"
+        #: The socket transport under the WebSocket layer (set when connected).
+        self._raw: Any = None
         self.closed = False
         #: The socket's buffer is over the soft cap (the dispatcher conflates meanwhile).
         self.paused = False
-        self._assembler = MessageAssembler(hub.config.max_message_bytes)
+        # Made only when a message comes in fragments: most clients never send one, and at
+        # 100k connections every object kept per connection counts.
+        self._assembler: MessageAssembler | None = None
         #: When the client last sent a frame, and when it was pinged (0: no ping outstanding);
         #: monotonic seconds, read by the hub's one liveness sweep.
-        self.last_seen = time.monotonic()
+        self.last_seen = hub.liveness.now  # the sweep's clock: one float for all newcomers
         self.ping_sent = 0.0
 
     def __repr__(self) -> str:
         return f"<ClientConnection #{self.id} {self.peer}>"
+
+    @property
+    def peer(self) -> str:
+        """``address:port`` of the client (worked out when asked: it is only for logs)."""
+        peer = self._raw.get_extra_info("peername") if self._raw is not None else None
+        return f"{peer[0]}:{peer[1]}" if peer else "-"
 
     # -- picows callbacks -------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         hub = self.hub
         self.transport = transport
-        raw = transport.underlying_transport
-        self._write = raw.write
-        self._buffer_size = raw.get_write_buffer_size
-        peer = raw.get_extra_info("peername")
-        if peer:
-            self.peer = f"{peer[0]}:{peer[1]}"
+        _release_handshake(transport)
+        raw = self._raw = transport.underlying_transport
         if hub.closing:
             self.close(WSCloseCode.GOING_AWAY, "gateway shutting down")
             return
@@ -96,21 +112,31 @@ class ClientConnection(WSListener):
         raw.set_write_buffer_limits(high=soft, low=soft // 4)
         # The dispatcher writes ready bytes with the socket's own write: a connection is detached
         # from it (so never written to) as soon as it closes.
-        self.id = hub.dispatcher.connect(self, self.format, self._mode, self.interval_ms, raw.write)
+        self.id = hub.dispatcher.connect(self, self.format, *self._delivery, raw)
         hub.attach(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_seen = time.monotonic()
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
-            try:
-                message = self._assembler.add(frame)
-            except MessageTooLarge:
-                self.send(error_reply(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes"))
-                self.close(CLOSE_TOO_BIG, "message too big")
-                return
-            if message is not None and not self.closed:
-                binary = self._assembler.last_binary
+            assembler = self._assembler
+            if assembler is None and frame.fin and kind is not WSMsgType.CONTINUATION:
+                # A whole message in one frame (picows bounds its size): the common case.
+                message, binary = frame.get_payload_as_bytes(), kind is WSMsgType.BINARY
+            else:
+                if assembler is None:
+                    assembler = self._assembler = MessageAssembler(self.hub.config.max_message_bytes)
+                try:
+                    message = assembler.add(frame)
+                except MessageTooLarge:
+                    self._assembler = None
+                    self.send(error_reply(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes"))
+                    self.close(CLOSE_TOO_BIG, "message too big")
+                    return
+                if message is None:
+                    return
+                binary, self._assembler = assembler.last_binary, None
+            if not self.closed:
                 self.send(commands.handle(message, binary, self, self.hub))
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
@@ -136,13 +162,14 @@ class ClientConnection(WSListener):
         if self.closed or self.transport is None:
             return
         hub = self.hub
+        raw = self._raw
         queued = hub.dispatcher.take_outbox(self.id) if self.id else None
         if queued:
-            self._write(queued)
-        self._write(encode_reply(hub.dispatcher, self.format, message))
+            raw.write(queued)
+        raw.write(encode_reply(hub.dispatcher, self.format, message))
         # Replies are not conflated: a client that keeps asking without reading is bounded
         # by the hard cap.
-        if self._buffer_size() > hub.config.max_send_buffer_bytes:
+        if raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
 
     def ping(self) -> None:
@@ -168,13 +195,13 @@ class ClientConnection(WSListener):
             return
         queued = self.hub.dispatcher.take_outbox(self.id) if self.id else None
         if queued and not reset_after:
-            self._write(queued)
+            self._raw.write(queued)
         self.closed = True
         transport = self.transport
         transport.send_close(code, reason.encode()[:123])
         transport.disconnect()
         self.hub.detach(self)
-        if self._buffer_size():
+        if self._raw.get_write_buffer_size():
             asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._reset)
 
     def _reset(self) -> None:

@@ -24,6 +24,8 @@ from tickgate.edge.zstd_dictionary import PATH as DICTIONARY_PATH
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
 #: Sent with 503 at the admission limit: when to try again (seconds).
 RETRY_AFTER = {"Retry-After": "5"}
+#: Distinct (mode, interval) pairs shared between connections (more are kept per connection).
+MAX_SHARED_DELIVERIES = 256
 #: Subprotocol -> format name the core takes.
 FORMATS = {name: name.removeprefix("tickgate.v1.") for name in SUBPROTOCOLS}
 
@@ -75,6 +77,17 @@ def make_router(
     metrics: Callable[[], bytes],
     zstd_dictionary: bytes | None,
 ) -> Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWithListener]:
+    # One 101 response per subprotocol, shared by every connection that speaks it: picows keeps
+    # the response for the connection's life, and only sets Sec-WebSocket-Accept on it just
+    # before writing it out (synchronously), so sharing is safe and saves an object apiece.
+    switching = {
+        name: WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": name} if name else None)
+        for name in (None, *FORMATS)
+    }
+
+    # Equal (mode, interval) tuples shared by the connections that asked for them.
+    deliveries: dict[tuple[str, int], tuple[str, int]] = {}
+
     def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
         if path in WEBSOCKET_PATHS:
@@ -91,11 +104,10 @@ def make_router(
             if isinstance(delivery, str):
                 return _bad_request(delivery)
             fmt, subprotocol = _choose_format(request)
-            conn = ClientConnection(hub, fmt, *delivery)
-            if subprotocol is None:
-                return conn
-            response = WSUpgradeResponse.create_101_response({"Sec-WebSocket-Protocol": subprotocol})
-            return WSUpgradeResponseWithListener(response, conn)
+            if len(deliveries) < MAX_SHARED_DELIVERIES:
+                delivery = deliveries.setdefault(delivery, delivery)
+            conn = ClientConnection(hub, fmt, delivery)
+            return WSUpgradeResponseWithListener(switching[subprotocol], conn)
         if path == "/healthz":
             status = health()
             code = 200 if status["status"] == "ok" else 503

@@ -37,6 +37,9 @@ class Liveness:
         self._timer: asyncio.TimerHandle | None = None
         #: Clients dropped for not answering a ping.
         self.dropped = 0
+        #: When the last sweep ran (monotonic seconds): a new client's first "last seen",
+        #: shared by all (at most one period early, so at worst pinged a little sooner).
+        self.now = time.monotonic()
 
     def start(self) -> None:
         """Starts sweeping (idempotent; needs a running loop)."""
@@ -50,7 +53,7 @@ class Liveness:
 
     def _sweep(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)
-        now = time.monotonic()
+        now = self.now = time.monotonic()
         silent_since = now - self._ping_interval
         overdue_since = now - self._pong_timeout
         for conn in list(self._connections):

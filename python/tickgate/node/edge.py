@@ -26,6 +26,8 @@ from tickgate.edge.zstd_dictionary import load_zstd_dictionary
 
 log = logging.getLogger("tickgate.edge")
 
+#: picows's lines about client connections.
+WS_LOGGER = "picows.tickgate.ws"
 #: How long stopping waits for clients to take their close frames.
 CLOSE_GRACE_S = 2.0
 
@@ -61,6 +63,12 @@ class Edge:
             self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
         self.hub.liveness.start()
         router = make_router(self.hub, health, metrics, self.zstd_dictionary)
+        ws_log = logging.getLogger(WS_LOGGER)
+        if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
+            ws_log.setLevel(logging.WARNING)
+        # Given a Logger, picows makes a child Logger for every connection (about 0.5 KB
+        # each, for lines we keep at WARNING); given an adapter, it uses it as is.
+        ws_logger = logging.LoggerAdapter(ws_log, {})
         for sock in open_listeners(cfg.host, cfg.port if port is None else port, reuse_port=reuse_port):
             server = await ws_create_server(
                 router,
@@ -68,15 +76,12 @@ class Edge:
                 max_frame_size=cfg.max_message_bytes,
                 read_buffer_init_size=cfg.client_read_buffer_bytes,
                 use_aiofastnet=cfg.client_transport == "aiofastnet",
-                logger_name="tickgate.ws",
+                logger_name=ws_logger,
                 # Half-open clients are found by the hub's one liveness sweep, not a timer each.
                 enable_auto_ping=False,
             )
             self._servers.append(server)
         log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)
-        ws_log = logging.getLogger("picows.tickgate.ws")
-        if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
-            ws_log.setLevel(logging.WARNING)
 
     async def stop(self) -> None:
         """Closes every client with 1001 and stops listening."""
