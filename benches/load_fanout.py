@@ -11,7 +11,9 @@ Workloads (any field can be overridden by its flag):
   (quote, tick): about 40k deliveries/s.
 
 Gateways (--gateways): tickgate (immediate pushes); tickgate-batch (same server, clients connect with
-?mode=batch&interval_ms=500 and get one conflated frame per interval); raw-send (benches/peer_raw_send.py,
+?mode=batch&interval_ms=500 and get one conflated frame per interval); tickgate-w1 and tickgate-w2
+(`tickgate serve --workers 1|2`: one ingest process and one or two edge processes on the local bus;
+CPU is summed over the node's processes); raw-send (benches/peer_raw_send.py,
 the floor: one pre-built frame per write()); picows-broadcast (benches/peer_picows_broadcast.py, plain
 picows); node-seed and py-websockets (../shared/peers).
 
@@ -46,7 +48,7 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benches.procstat import TICKS, cpu_seconds
+from benches.procstat import TICKS, tree_cpu_and_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = Path(__file__).resolve().parent
@@ -63,7 +65,18 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "types": ["quote", "tick"],
     },
 }
-GATEWAYS = ("tickgate", "tickgate-batch", "raw-send", "picows-broadcast", "node-seed", "py-websockets")
+GATEWAYS = (
+    "tickgate",
+    "tickgate-batch",
+    "tickgate-w1",
+    "tickgate-w2",
+    "raw-send",
+    "picows-broadcast",
+    "node-seed",
+    "py-websockets",
+)
+#: A node of worker processes: one ingest and N edges (tickgate serve --workers N).
+WORKER_GATEWAYS = {"tickgate-w1": 1, "tickgate-w2": 2}
 BATCH_GATEWAYS = frozenset({"tickgate-batch"})
 MAX_CLIENTS = 15000  # file descriptors on this machine (both ends of every connection are local)
 CONNECT_CONCURRENCY = 50  # handshakes in flight at once
@@ -245,13 +258,13 @@ async def drive(port: int, pid: int, name: str, args: argparse.Namespace, pool: 
         while stats.acks < len(transports) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(args.warmup)
-        cpu0 = cpu_seconds(pid)
+        cpu0 = tree_cpu_and_rss(pid)[0]  # a node's workers are its children
         stats.measuring = True
         start_t = time.monotonic()
         await asyncio.sleep(args.duration)
         stats.measuring = False
         elapsed = time.monotonic() - start_t
-        cpu = cpu_seconds(pid) - cpu0
+        cpu = tree_cpu_and_rss(pid)[0] - cpu0
     finally:
         for t in transports:
             if not t.is_disconnected:
@@ -294,7 +307,8 @@ def node_seed_dir() -> Path | None:
 
 def gateway_command(name: str, port: int, upstream: str) -> tuple[list[str], dict[str, str]] | None:
     env = {**os.environ, "ITICK_URL": upstream, "ITICK_TOKEN": TOKEN, "PORT": str(port)}
-    if name in ("tickgate", "tickgate-batch"):
+    if name in ("tickgate", "tickgate-batch", *WORKER_GATEWAYS):
+        workers = ["--workers", str(WORKER_GATEWAYS[name])] if name in WORKER_GATEWAYS else []
         return [
             sys.executable,
             "-m",
@@ -308,6 +322,7 @@ def gateway_command(name: str, port: int, upstream: str) -> tuple[list[str], dic
             TOKEN,
             "--log-level",
             "WARNING",
+            *workers,
         ], env
     if name == "raw-send":
         return [sys.executable, str(BENCHES / "peer_raw_send.py")], env
