@@ -83,7 +83,7 @@ class GatewayConfig:
     workers: int = 0
     #: Unsent bytes the ingest holds for one edge worker before dropping its bus link (it
     #: re-joins by itself).
-    bus_buffer_bytes: int = 64 * 1024 * 1024
+    bus_buffer_bytes: int = 16 * 1024 * 1024
     #: How often workers exchange figures for the node-wide /healthz and /metrics (seconds).
     node_view_interval: float = 1.0
     # Embedded simulator (used only when upstream_url is unset)

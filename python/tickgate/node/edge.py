@@ -103,5 +103,9 @@ class Edge:
 
     @property
     def url(self) -> str:
-        host = self.config.host
-        return f"ws://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        return client_url(self.config.host, self.port)
+
+
+def client_url(host: str, port: int) -> str:
+    """Where clients connect: ``ws://host:port/`` (an IPv6 host in brackets)."""
+    return f"ws://{f'[{host}]' if ':' in host else host}:{port}/"

@@ -27,6 +27,7 @@ from typing import Any
 
 from tickgate.config import GatewayConfig
 from tickgate.node import worker
+from tickgate.node.edge import client_url
 
 log = logging.getLogger("tickgate.node")
 
@@ -184,8 +185,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        host = self.config.host
-        return f"ws://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        return client_url(self.config.host, self.port)
 
     def pids(self) -> dict[str, int]:
         """Live workers' process ids by name."""
