@@ -70,7 +70,7 @@ class _EdgeLink(asyncio.Protocol):
             self.drop()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.lost(self)
+        self.server.lost(self, exc)
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -125,7 +125,13 @@ class BusServer:
         self._server = await loop.create_unix_server(lambda: _EdgeLink(self), self.path)
         self._view_timer = loop.call_later(self._view_interval_s, self._send_view)
 
-    async def stop(self) -> None:
+    async def stop(self, edges_grace_s: float = 0.0) -> None:
+        """Stops serving. With ``edges_grace_s``, first waits that long for the edges to leave
+        (a whole process group told to stop at once: the edges close their clients without
+        first telling them the ingest went away)."""
+        deadline = asyncio.get_running_loop().time() + edges_grace_s
+        while self.links and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
         if self._view_timer is not None:
             self._view_timer.cancel()
         if self._server is not None:
@@ -213,10 +219,14 @@ class BusServer:
         else:
             raise BusProtocolError(f"{kind.name} is not sent by an edge")
 
-    def lost(self, link: _EdgeLink) -> None:
+    def lost(self, link: _EdgeLink, exc: Exception | None = None) -> None:
         if link in self.links:
             self.links.discard(link)
-            log.warning("edge %s (pid %d) left the bus", link.worker, link.pid)
+            # A clean close is an edge stopping (or its process gone: the supervisor reports that).
+            level = logging.WARNING if exc is not None else logging.INFO
+            log.log(
+                level, "edge %s (pid %d) left the bus%s", link.worker, link.pid, f" ({exc})" if exc else ""
+            )
         if link.channels:
             self.pool.remove(sorted(link.channels))
             link.channels.clear()
@@ -248,6 +258,7 @@ class BusClient(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
         self.joined = False
+        self._stopping = False
         #: The node-wide view the ingest last sent (empty until the first one).
         self.node: dict[str, Any] = {}
         self.rejoins = 0
@@ -269,6 +280,7 @@ class BusClient(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True  # leaving on purpose: nothing to tell the edge's clients
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -315,10 +327,10 @@ class BusClient(asyncio.Protocol):
         if self._stats_timer is not None:
             self._stats_timer.cancel()
             self._stats_timer = None
-        if self.joined:
-            self.joined = False
+        if self.joined and not self._stopping:
             log.warning("lost the ingest on the bus (%s); re-joining", exc or "closed")
             self._edge.on_ingest(IngestState(up=False, epoch="", reason="ingest_down"))
+        self.joined = False
         self._lost.set()
 
     def _received(self, kind: Kind, body: bytes) -> None:

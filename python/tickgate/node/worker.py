@@ -24,6 +24,8 @@ from tickgate.node.loop import run
 log = logging.getLogger("tickgate.node")
 
 _PR_SET_PDEATHSIG = 1
+#: How long a stopping ingest waits for edges stopping at the same time to leave the bus.
+EDGES_GRACE_S = 3.0
 
 
 def _prepare(config: GatewayConfig, name: str) -> None:
@@ -70,7 +72,7 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
     log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, ingest.upstream_url)
     ready.send("ready")
     await stop.wait()
-    await server.stop()
+    await server.stop(edges_grace_s=EDGES_GRACE_S)
     await ingest.stop()
 
 
