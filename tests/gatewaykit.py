@@ -73,6 +73,8 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.pushes: list[dict[str, Any]] = []
+        #: The server's first message: ``{"type":"welcome","session","epoch"}``.
+        self.welcome: dict[str, Any] = {}
 
     @classmethod
     async def connect(cls, gw: Gateway, path: str = "/") -> Client:
@@ -83,7 +85,10 @@ class Client:
             ping_interval=None,
             compression=None,
         )
-        return cls(ws)
+        client = cls(ws)
+        client.welcome = await client.recv()
+        assert client.welcome["type"] == "welcome", client.welcome
+        return client
 
     async def send(self, message: dict[str, Any] | str | bytes) -> None:
         await self.ws.send(message if isinstance(message, str | bytes) else json.dumps(message))

@@ -46,6 +46,10 @@ async def open_binary(gw: Gateway, subprotocol: str, query: str = "") -> ClientC
         max_size=None,
     )
     assert ws.subprotocol == subprotocol
+    first = await asyncio.wait_for(ws.recv(), TIMEOUT)
+    if subprotocol == PROTO:  # (zstd frames are checked by the tests, dictionary or not)
+        welcome = decode(first, subprotocol)
+        assert welcome.reply.type == "welcome" and welcome.reply.session, welcome
     return ws
 
 
@@ -222,6 +226,7 @@ async def test_json_and_proto_clients_see_the_same_sequence(gw: Gateway) -> None
 async def test_json_subprotocol_reads_binary_frames_as_json(gw: Gateway) -> None:
     async with connect(gw.url, subprotocols=["tickgate.v1.json"], ping_interval=None) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "tickgate.v1.json"
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "welcome"
         await ws.send(proto.ClientMessage(action="ping", id="x").SerializeToString())
         # A binary frame on JSON is read as JSON: not parsable.
         err = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))

@@ -46,6 +46,8 @@ class FakeConn:
         self.closed_with: tuple[int, str] | None = None
         self.aborted = False
         self.broken = False
+        self.closed = False
+        self.session: str | None = None
         #: Called inside ``write``, as a transport calls ``pause_writing`` when a write crosses
         #: its high watermark.
         self.on_write: Any = None
@@ -84,7 +86,8 @@ class Setup:
 
     def handle(self, conn: FakeConn, payload: bytes | dict[str, Any], binary: bool = False) -> Any:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return commands.handle(raw, binary, conn, self.hub)  # type: ignore[arg-type]
+        reply, _then = commands.handle(raw, binary, conn, self.hub)  # type: ignore[arg-type]
+        return reply
 
     def close(self) -> None:
         # Stops the hub's ticker (batch mode schedules one on the running loop).

@@ -152,6 +152,7 @@ async def test_oversize_message_closes_only_that_client_with_1009() -> None:
         bystander = await Client.connect(gw)
         await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"]})
         async with connect(gw.url, ping_interval=None, close_timeout=1, max_size=None) as ws:
+            assert b'"welcome"' in (await ws.recv()).encode()
             await ws.send('{"action":"subscribe","symbols":["' + "A" * 10_000 + '"]}')
             with pytest.raises(ConnectionClosed) as info:
                 await asyncio.wait_for(ws.recv(), 5)

@@ -108,6 +108,7 @@ async def test_cli_serve_embedded_default_and_sigterm() -> None:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
         assert f"tickgate serving on ws://127.0.0.1:{port}/" in line
         async with connect(f"ws://127.0.0.1:{port}/", close_timeout=1, ping_interval=None) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
             await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "success"
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "stock_quote"

@@ -77,6 +77,15 @@ class GatewayConfig:
     batch_timer_resolution_ms: int = 10
     #: The dictionary of tickgate.v1.proto+zstd frames: "builtin", "none" or a file path.
     zstd_dictionary: str = "builtin"
+    # Sessions and replay
+    #: How long a client's session (subscriptions, mode) outlives its connection, seconds.
+    session_ttl: float = 300.0
+    #: Sessions of clients that went away kept at most (the oldest go first past it).
+    session_max_detached: int = 100_000
+    #: How far back the ingest keeps each channel's updates for resume, seconds.
+    replay_window: float = 300.0
+    #: Total size of what the replay ring holds; past it the oldest updates go first.
+    replay_max_bytes: int = 256 * 1024 * 1024
     # Node of workers
     #: Edge worker processes sharing the port (SO_REUSEPORT) beside one ingest process; 0 runs
     #: the ingest and one edge in one process (the embedded default).
@@ -140,6 +149,10 @@ _POSITIVE = (
     "batch_timer_resolution_ms",
     "bus_buffer_bytes",
     "node_view_interval",
+    "session_ttl",
+    "session_max_detached",
+    "replay_window",
+    "replay_max_bytes",
 )
 _HINTS = get_type_hints(GatewayConfig)
 NAMES = tuple(f.name for f in fields(GatewayConfig))

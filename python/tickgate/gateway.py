@@ -42,6 +42,7 @@ class Gateway:
         self.bus = InProcessBus(self.ingest.pool)
         self.edge.join(self.bus)
         self.bus.join(self.edge.hub, self.ingest.epoch)
+        self.edge.hub.history = self.ingest.history
         # Shortcuts to the parts an embedding service (and the tests) look at.
         self.processor = self.ingest.processor
         self.pool = self.ingest.pool
@@ -105,6 +106,7 @@ class Gateway:
         ``DecodeError`` for a malformed frame."""
         updates, _controls = self.processor.ingest(frame)
         if updates:
+            self.ingest.history.ring.append(updates)
             self.bus.publish(updates)
         return len(updates)
 

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use super::format::{Compressor, Format};
 use super::json;
-use super::protobuf::ProtoEncoded;
-use super::wsframe::Framed;
+use super::protobuf::{self, ProtoEncoded};
+use super::wsframe::{frame, Framed, Opcode};
 use crate::model::{Kind, MarketUpdate};
 
 pub struct EncodedUpdate {
@@ -97,6 +97,24 @@ impl EncodedUpdate {
             Format::Json => self.json_frame(),
             Format::Proto => self.proto().frame(),
             Format::ProtoZstd => self.zstd.get().map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// This update marked as a snapshot, for one receiver (not cached: snapshots are sent once
+    /// per subscribe): JSON gets `"snapshot":true`, Protobuf is `ServerMessage.snapshot`.
+    pub fn snapshot_frame(&self, format: Format, compressor: &mut Compressor) -> Vec<u8> {
+        match format {
+            Format::Json => {
+                let push = self.json_payload();
+                let mut payload = Vec::with_capacity(push.len() + 16);
+                payload.extend_from_slice(&push[..push.len() - 1]); // the push's closing brace
+                payload.extend_from_slice(br#","snapshot":true}"#);
+                frame(Opcode::Text, &payload)
+            }
+            Format::Proto => frame(Opcode::Binary, &protobuf::snapshot_message(self.proto().update())),
+            Format::ProtoZstd => {
+                compressor.compress_framed(&protobuf::snapshot_message(self.proto().update()))
+            }
         }
     }
 

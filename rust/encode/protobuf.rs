@@ -84,9 +84,10 @@ pub fn encode_update(u: &MarketUpdate) -> Vec<u8> {
     to_message(u).encode_to_vec()
 }
 
-/// `ServerMessage.update` (field 1) and `ServerMessage.batch` (field 2), length-delimited.
+/// `ServerMessage.update` (field 1), `.batch` (field 2) and `.snapshot` (field 6), length-delimited.
 const SERVER_MESSAGE_UPDATE_TAG: u8 = (1 << 3) | 2;
 const SERVER_MESSAGE_BATCH_TAG: u8 = (2 << 3) | 2;
+const SERVER_MESSAGE_SNAPSHOT_TAG: u8 = (6 << 3) | 2;
 /// `Batch.updates` (1, length-delimited), `Batch.timestamp_ms` (2, varint), `Batch.dropped_ticks` (3, varint).
 const BATCH_UPDATES_TAG: u8 = (1 << 3) | 2;
 const BATCH_TIMESTAMP_TAG: u8 = 2 << 3;
@@ -154,6 +155,15 @@ impl ProtoEncoded {
     pub fn frame(&self) -> &[u8] {
         &self.buf[self.frame_start..]
     }
+}
+
+/// `ServerMessage.snapshot` (field 6) around already-encoded `Update` bytes.
+pub fn snapshot_message(update: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(update.len() + 6);
+    out.push(SERVER_MESSAGE_SNAPSHOT_TAG);
+    encode_varint(update.len() as u64, &mut out);
+    out.extend_from_slice(update);
+    out
 }
 
 /// A `ServerMessage` holding a `Batch` of already-encoded `Update`s (unframed).
@@ -229,6 +239,16 @@ mod tests {
         );
         assert_eq!(enc.frame()[0], 0x82);
         assert_eq!(&enc.frame()[2..], enc.message());
+    }
+
+    #[test]
+    fn snapshot_decodes_with_prost() {
+        let u = quote(9);
+        let msg = pb::ServerMessage::decode(snapshot_message(&encode_update(&u)).as_slice()).unwrap();
+        assert_eq!(
+            msg.message,
+            Some(pb::server_message::Message::Snapshot(to_message(&u)))
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::slab::Slab;
 use super::wheel::TimerWheel;
 use crate::encode::{json, protobuf, Compressor, EncodedUpdate, Format};
 use crate::error::{CoreError, CoreResult, ErrorCode};
+use crate::model::Kind;
 
 /// The dispatcher's bounds, fixed at creation (from the gateway's config).
 #[derive(Debug, Clone)]
@@ -405,6 +406,42 @@ impl Dispatcher {
         count
     }
 
+    /// `updates` for connection `id` alone, in its format, to be written after what is queued
+    /// for it (resume, snapshots): as snapshots if `snapshot`; else as pushes, or for a
+    /// batch-mode client one batch (conflated channels' latest, every tick). `None` for an
+    /// unknown connection or nothing to send.
+    pub fn frames_for(
+        &mut self,
+        id: ConnId,
+        updates: &[Arc<EncodedUpdate>],
+        snapshot: bool,
+        now_ms: i64,
+    ) -> Option<Vec<u8>> {
+        let conn = self.conns.get(&id)?;
+        if updates.is_empty() {
+            return None;
+        }
+        let (format, mode) = (conn.format, conn.mode);
+        let compressor = &mut self.compressor;
+        let out: Vec<u8> = if snapshot {
+            updates
+                .iter()
+                .flat_map(|u| u.snapshot_frame(format, compressor))
+                .collect()
+        } else if mode == Mode::Immediate {
+            let mut out = Vec::new();
+            for u in updates {
+                out.extend_from_slice(u.frame(format, compressor));
+            }
+            out
+        } else {
+            let chosen = conflate_missed(updates);
+            encode_batch_of(format, chosen.into_iter(), 0, now_ms, compressor)
+        };
+        self.stats.bytes_out += out.len() as u64;
+        Some(out)
+    }
+
     /// Whatever the connection has queued, to be written before a reply so that a reply never
     /// overtakes a push queued before it.
     pub fn take_outbox(&mut self, id: ConnId) -> Option<Outgoing> {
@@ -520,21 +557,52 @@ fn next_deadline(set_hash: u64, interval_ms: u32, after_ms: i64) -> i64 {
 }
 
 fn encode_batch(format: Format, pending: &Conflation, now_ms: i64, compressor: &mut Compressor) -> Vec<u8> {
-    let items = pending.updates().map(move |u| u.batch_item(format));
+    encode_batch_of(
+        format,
+        pending.updates(),
+        pending.dropped_ticks(),
+        now_ms,
+        compressor,
+    )
+}
+
+fn encode_batch_of<'a>(
+    format: Format,
+    updates: impl Iterator<Item = &'a Arc<EncodedUpdate>> + Clone,
+    dropped_ticks: u64,
+    now_ms: i64,
+    compressor: &mut Compressor,
+) -> Vec<u8> {
+    let items = updates.map(move |u| u.batch_item(format));
     match format {
         Format::Json => {
             let size: usize = items.clone().map(|d| d.len() + 1).sum();
-            json::encode_batch_framed(items, now_ms, pending.dropped_ticks(), size)
+            json::encode_batch_framed(items, now_ms, dropped_ticks, size)
         }
         Format::Proto => {
-            let msg = protobuf::encode_batch(items, now_ms, pending.dropped_ticks());
+            let msg = protobuf::encode_batch(items, now_ms, dropped_ticks);
             crate::encode::wsframe::frame(crate::encode::wsframe::Opcode::Binary, &msg)
         }
         Format::ProtoZstd => {
-            let msg = protobuf::encode_batch(items, now_ms, pending.dropped_ticks());
+            let msg = protobuf::encode_batch(items, now_ms, dropped_ticks);
             compressor.compress_framed(&msg)
         }
     }
+}
+
+/// What a batch-mode client is sent of missed updates: the latest of each conflated channel
+/// (quotes, depth, klines) and every tick, in arrival order.
+fn conflate_missed(updates: &[Arc<EncodedUpdate>]) -> Vec<&Arc<EncodedUpdate>> {
+    let mut last: FxHashMap<&str, u64> = FxHashMap::default();
+    for u in updates {
+        if u.kind() != Kind::Tick {
+            last.insert(&u.update.channel, u.update.seq);
+        }
+    }
+    updates
+        .iter()
+        .filter(|u| u.kind() == Kind::Tick || last.get(&*u.update.channel) == Some(&u.update.seq))
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::errors::to_pyerr;
 use super::update::PyUpdate;
 use crate::encode::bus;
 use crate::encode::format::frame_message;
-use crate::encode::Format;
+use crate::encode::{EncodedUpdate, Format};
 use crate::fanout::slab::SideTable;
 use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Mode, Outgoing};
 use crate::state::now_ms;
@@ -37,6 +37,18 @@ type PendingWrite<'py> = (Py<PyAny>, Option<Py<PyAny>>, Bound<'py, PyBytes>);
 
 fn parse_format(py: Python<'_>, format: &str) -> PyResult<Format> {
     Format::parse(format).map_err(|e| to_pyerr(py, e))
+}
+
+/// The core's updates behind a list of `tickgate.Update`.
+pub(crate) fn held_updates(updates: &Bound<'_, PyList>) -> PyResult<Vec<Arc<EncodedUpdate>>> {
+    updates
+        .iter()
+        .map(|item| {
+            item.downcast::<PyUpdate>()
+                .map(|u| u.get().encoded.clone())
+                .map_err(|_| PyTypeError::new_err("expected a list of tickgate.Update"))
+        })
+        .collect()
 }
 
 fn strings(names: Vec<Arc<str>>) -> Vec<String> {
@@ -142,6 +154,11 @@ impl PyDispatcher {
         Ok(id)
     }
 
+    /// The handle `conn` was registered with, or `None`.
+    fn handle_of<'py>(&self, py: Python<'py>, conn: ConnId) -> Option<Bound<'py, PyAny>> {
+        self.handle(py, conn)
+    }
+
     /// Forgets a connection; returns the channels that lost their last receiver.
     fn disconnect(&mut self, conn: ConnId) -> Vec<String> {
         self.handles.remove(&conn);
@@ -157,6 +174,24 @@ impl PyDispatcher {
     /// connection after this returns.
     fn unsubscribe(&mut self, conn: ConnId, channels: Vec<String>) -> Vec<String> {
         strings(self.inner.unsubscribe(conn, &channels))
+    }
+
+    /// `updates` for `conn` alone, in its format, as bytes to write after its queued frames
+    /// (`take_outbox` first): snapshots when `snapshot`, else the missed updates of a resume
+    /// (one batch for a batch-mode client). `None` for an unknown connection or no updates.
+    #[pyo3(signature = (conn, updates, snapshot = false))]
+    fn frames_for<'py>(
+        &mut self,
+        py: Python<'py>,
+        conn: ConnId,
+        updates: &Bound<'py, PyList>,
+        snapshot: bool,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let held = held_updates(updates)?;
+        Ok(self
+            .inner
+            .frames_for(conn, &held, snapshot, now_ms())
+            .map(|b| PyBytes::new(py, &b)))
     }
 
     /// Drops channels the provider refused from every holder: `[(handle, [channel, ...])]`.

@@ -4,6 +4,7 @@ mod dispatcher;
 mod errors;
 mod index;
 mod processor;
+mod replay;
 mod update;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<update::PyFrameError>()?;
     m.add_class::<index::PySubscriptionIndex>()?;
     m.add_class::<dispatcher::PyDispatcher>()?;
+    m.add_class::<replay::PyReplayRing>()?;
     let subprotocols: Vec<&str> = Format::ALL.iter().map(|f| f.subprotocol()).collect();
     m.add("SUBPROTOCOLS", subprotocols)?;
     m.add_function(wrap_pyfunction!(normalize_symbol, m)?)?;

@@ -2,5 +2,6 @@
 pub mod calendar;
 pub mod derive;
 pub mod processor;
+pub mod replay;
 
 pub use processor::{now_ms, Event, FeedProcessor, ProcessorConfig};

@@ -19,6 +19,7 @@ from tickgate import proto
 from tickgate._core import DecodeError, InvalidModeError, make_channel, normalize_symbol, normalize_type
 from tickgate._core import split_channel as _split_channel
 from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_reply
+from tickgate.edge.resume import resume, snapshots
 from tickgate.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -62,8 +63,17 @@ class SetMode(_Command, tag="set_mode"):
     interval_ms: int | None = None
 
 
-Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode
-ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode")
+class Resume(_Command, tag="resume"):
+    session: Annotated[str, msgspec.Meta(max_length=64)]
+    epoch: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    #: The last seq received per channel (``SYMBOL:type``).
+    last_seq: Annotated[dict[str, int], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)] = {}
+
+
+Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode | Resume
+ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode", "resume")
+#: A reply, and frames for this client alone to follow it (snapshots, a resume's replay).
+Outcome = tuple[Reply | ErrorReply, bytes | None]
 
 
 class ProtocolError(Exception):
@@ -119,10 +129,12 @@ def parse_proto(payload: bytes) -> Command:
     if m.HasField("id"):
         fields["id"] = m.id
     # proto3 cannot tell an empty list or 0 from absent: absent it is.
-    for name in ("symbols", "types", "mode", "interval_ms"):
+    for name in ("symbols", "types", "mode", "interval_ms", "session", "epoch", "last_seq"):
         value = getattr(m, name)
         if value:
             fields[name] = list(value) if name in ("symbols", "types") else value
+    if "last_seq" in fields:
+        fields["last_seq"] = dict(fields["last_seq"])
     return _command(fields)
 
 
@@ -156,7 +168,7 @@ def describe(channels: list[str]) -> dict[str, list[str]]:
     return {"symbols": sorted(symbols), "types": sorted(types), "channels": sorted(channels)}
 
 
-def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
+def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, bytes | None]:
     symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
     types = _canonical(cmd.types or list(DEFAULT_TYPES), normalize_type, ErrorCode.INVALID_TYPE, "types")
     channels = [make_channel(s, t) for s in symbols for t in types]
@@ -172,7 +184,7 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
         )
     hub.subscribe(conn, channels)
     mine = describe(dispatcher.channels_of(conn.id))
-    return Reply(
+    reply = Reply(
         type="success",
         action="subscribe",
         msg=f"Subscribed to {','.join(mine['symbols'])}",
@@ -181,6 +193,8 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
         channels=channels,
         epoch=hub.epoch,
     )
+    # Right after the reply, the latest of each channel new to this client: a board fills at once.
+    return reply, snapshots(conn, hub, new)
 
 
 def _unsubscribe(cmd: Unsubscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
@@ -217,39 +231,41 @@ def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
     return reply
 
 
-def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> Reply:
+def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, bytes | None]:
     """Carries out one command; raises ``ProtocolError`` for the client's mistakes."""
     match command:
         case Subscribe():
             return _subscribe(command, conn, hub)
         case Unsubscribe():
-            return _unsubscribe(command, conn, hub)
+            return _unsubscribe(command, conn, hub), None
         case QuerySubscribe():
-            return Reply(
-                type="subscriptions", **describe(hub.dispatcher.channels_of(conn.id)), epoch=hub.epoch
-            )
+            channels = hub.dispatcher.channels_of(conn.id)
+            return Reply(type="subscriptions", **describe(channels), epoch=hub.epoch), None
         case Ping():
-            return Reply(type="pong", timestamp=int(time.time() * 1000))
+            return Reply(type="pong", timestamp=int(time.time() * 1000)), None
         case SetMode():
-            return _set_mode(command, conn, hub)
+            return _set_mode(command, conn, hub), None
+        case Resume():
+            return resume(command, conn, hub)
 
 
-def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -> Reply | ErrorReply:
-    """One client message in, the reply out (an error reply for anything wrong)."""
+def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -> Outcome:
+    """One client message in; the reply out (an error reply for anything wrong), with any
+    frames that follow it."""
     request_id: Any = msgspec.UNSET
     try:
         command = parse_proto(payload) if binary and conn.format != "json" else parse_json(payload)
         request_id = command.id
-        reply = apply(command, conn, hub)
+        reply, then = apply(command, conn, hub)
     except ProtocolError as e:
         hub.counters.client_errors += 1
         if e.request_id is not msgspec.UNSET:
             request_id = e.request_id
-        return error_reply(e.code, e.msg, request_id)
+        return error_reply(e.code, e.msg, request_id), None
     except Exception:
         # A bug must cost this one request, not the connection or the gateway.
         log.exception("request from %r failed", conn)
         hub.counters.client_errors += 1
-        return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id)
+        return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id), None
     reply.id = request_id
-    return reply
+    return reply, then

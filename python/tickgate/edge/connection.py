@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tickgate.edge import commands
-from tickgate.edge.replies import Message, encode_reply, error_reply
+from tickgate.edge.replies import Message, Reply, encode_reply, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.framing import MessageAssembler, MessageTooLarge
 
@@ -62,6 +62,7 @@ class ClientConnection(WSListener):
         "last_seen",
         "paused",
         "ping_sent",
+        "session",
         "transport",
     )
 
@@ -88,6 +89,8 @@ class ClientConnection(WSListener):
         #: monotonic seconds, read by the hub's one liveness sweep.
         self.last_seen = hub.liveness.now  # the sweep's clock: one float for all newcomers
         self.ping_sent = 0.0
+        #: A session this connection took over with ``resume`` (None: its own, derived from id).
+        self.session: str | None = None
 
     def __repr__(self) -> str:
         return f"<ClientConnection #{self.id} {self.peer}>"
@@ -114,6 +117,7 @@ class ClientConnection(WSListener):
         # from it (so never written to) as soon as it closes.
         self.id = hub.dispatcher.connect(self, self.format, *self._delivery, raw)
         hub.attach(self)
+        self.send(Reply(type="welcome", session=hub.session_of(self), epoch=hub.epoch))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_seen = time.monotonic()
@@ -137,7 +141,10 @@ class ClientConnection(WSListener):
                     return
                 binary, self._assembler = assembler.last_binary, None
             if not self.closed:
-                self.send(commands.handle(message, binary, self, self.hub))
+                reply, then = commands.handle(message, binary, self, self.hub)
+                self.send(reply)
+                if then:
+                    self.write(then)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
@@ -171,6 +178,16 @@ class ClientConnection(WSListener):
         # by the hard cap.
         if raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
+
+    def write(self, frames: bytes) -> None:
+        """Ready frames for this client alone (snapshots, a resume's replay), after anything
+        queued before them."""
+        if self.closed or self._raw is None:
+            return
+        queued = self.hub.dispatcher.take_outbox(self.id)
+        if queued:
+            self._raw.write(queued)
+        self._raw.write(frames)
 
     def ping(self) -> None:
         """Asks a silent client whether it is still there (see ``tickgate.edge.liveness``)."""

@@ -26,6 +26,7 @@ from tickgate.edge.liveness import Liveness
 from tickgate.edge.replies import StatusMessage, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
+from tickgate.sessions import History, MemorySessions, SessionIds, SessionRecord
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
@@ -46,6 +47,8 @@ class EdgeCounters:
     client_errors: int = 0
     slow_consumers_closed: int = 0
     updates_in: int = 0
+    resumes_recovered: int = 0
+    resumes_failed: int = 0
 
 
 class _NoInterest:
@@ -101,6 +104,13 @@ class EdgeHub:
         self._resolution_s = config.batch_timer_resolution_ms / 1000
         #: Clients were told their channels went stale (so they are told when data is back).
         self.stale_told = False
+        #: Sessions of clients that went away; ids of connected ones are derived (``SessionIds``).
+        self.sessions = MemorySessions(config.session_ttl, config.session_max_detached)
+        self.session_ids = SessionIds()
+        #: Connected clients holding a session they resumed (their id is not derived).
+        self.resumed: dict[str, ClientConnection] = {}
+        #: The ingest's history (snapshots, resume); None where it is not reachable.
+        self.history: History | None = None
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -171,12 +181,34 @@ class EdgeHub:
         self.counters.connections_accepted += 1
         self._retime(conn)
 
+    def session_of(self, conn: ClientConnection) -> str:
+        return conn.session or self.session_ids.issue(conn.id)
+
+    def live_connection(self, session: str) -> ClientConnection | None:
+        """The connected client holding ``session``, if any."""
+        conn = self.resumed.get(session)
+        if conn is None:
+            conn_id = self.session_ids.verify(session)
+            handle = self.dispatcher.handle_of(conn_id) if conn_id is not None else None
+            # A connection that took over another session no longer answers to its own id.
+            conn = handle if handle is not None and handle.session is None else None
+        return conn if conn is not None and not conn.closed else None
+
     def detach(self, conn: ClientConnection) -> None:
-        """Forgets a connection and its subscriptions; safe to call more than once."""
+        """Forgets a connection and its subscriptions, keeping its session for the TTL if it
+        held any; safe to call more than once."""
         if conn not in self.connections:
             return
         self.connections.discard(conn)
         self._timed.discard(conn)
+        session = self.session_of(conn)
+        if conn.session is not None and self.resumed.get(conn.session) is conn:
+            del self.resumed[conn.session]
+        channels = self.dispatcher.channels_of(conn.id)
+        if channels and not self.closing:
+            mode, interval = self.dispatcher.mode_of(conn.id) or ("immediate", 0)
+            record = SessionRecord(channels, mode, interval, self.epoch, time.monotonic())
+            self.sessions.put(session, record)
         last = self.dispatcher.disconnect(conn.id)
         if last:
             self.interest.remove(last)
@@ -262,6 +294,10 @@ class EdgeHub:
             client_errors=c.client_errors,
             slow_consumers_closed=c.slow_consumers_closed,
             unresponsive_closed=self.liveness.dropped,
+            resumes_recovered=c.resumes_recovered,
+            resumes_failed=c.resumes_failed,
+            sessions_detached=len(self.sessions),
+            sessions_expired=self.sessions.expired,
             updates_in=c.updates_in,
         )
         return s

@@ -21,7 +21,8 @@ INVALID_JSON_MSG = "Invalid JSON format"
 
 
 class Reply(msgspec.Struct, omit_defaults=True):
-    """``success``, ``subscriptions`` and ``pong``: fields a reply does not use are left out."""
+    """``welcome``, ``success``, ``subscriptions`` and ``pong``: fields a reply does not use are
+    left out."""
 
     type: str
     action: str | msgspec.UnsetType = msgspec.UNSET
@@ -33,6 +34,10 @@ class Reply(msgspec.Struct, omit_defaults=True):
     mode: str | msgspec.UnsetType = msgspec.UNSET
     interval_ms: int | msgspec.UnsetType = msgspec.UNSET
     timestamp: int | msgspec.UnsetType = msgspec.UNSET
+    session: str | msgspec.UnsetType = msgspec.UNSET
+    recovered: bool | msgspec.UnsetType = msgspec.UNSET
+    replayed: int | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
     #: The request's id, echoed as sent (any JSON value, ``null`` included).
     id: Any = msgspec.UNSET
 

@@ -5,19 +5,24 @@ side; interest reaches it through the pool."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
 
-from tickgate._core import FeedProcessor, Update
+from tickgate._core import FeedProcessor, ReplayRing, Update
 from tickgate.config import GatewayConfig
+from tickgate.sessions.history import History
 from tickgate.upstream.base import UpstreamState
 from tickgate.upstream.itick import ItickAdapter
 from tickgate.upstream.pool import SubscriptionPool
 from tickgate.upstream.settings import UpstreamSettings
 
 log = logging.getLogger("tickgate.ingest")
+
+#: How often the replay ring drops what aged out while no updates came.
+EVICT_EVERY_S = 5.0
 
 
 class Ingest:
@@ -28,6 +33,12 @@ class Ingest:
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self.upstream_url: str | None = None
+        #: Recent updates per channel, for snapshots and resume.
+        self.history = History(
+            ReplayRing(window_ms=int(config.replay_window * 1000), max_bytes=config.replay_max_bytes),
+            self.processor,
+        )
+        self._evictor: asyncio.TimerHandle | None = None
 
     @property
     def epoch(self) -> str:
@@ -42,8 +53,15 @@ class Ingest:
             url, token = await self._start_simulator()
         assert url is not None
         self.upstream_url = url
+        ring = self.history.ring
+
+        def keep_and_publish(updates: list[Update]) -> None:
+            ring.append(updates)
+            publish(updates)
+
+        self._evict_later()
         settings = UpstreamSettings.from_config(cfg, url, token)
-        self.upstream = ItickAdapter(settings, self.processor, publish, self.pool.refused)
+        self.upstream = ItickAdapter(settings, self.processor, keep_and_publish, self.pool.refused)
         self.pool.attach(self.upstream)
         await self.upstream.start()
 
@@ -65,7 +83,14 @@ class Ingest:
         log.info("embedded iTick simulator on %s", self.simulator.url)
         return self.simulator.url, token
 
+    def _evict_later(self) -> None:
+        # Appends evict as they go; this ages out channels that went quiet.
+        self.history.ring.evict()
+        self._evictor = asyncio.get_running_loop().call_later(EVICT_EVERY_S, self._evict_later)
+
     async def stop(self) -> None:
+        if self._evictor is not None:
+            self._evictor.cancel()
         if self.upstream is not None:
             await self.upstream.stop()
         if self.simulator is not None:

@@ -1,0 +1,34 @@
+"""Session ids that need no storage while a client is connected: the connection's id in the
+core's dispatcher, signed with a per-process secret so no one can take over a session they
+were not given."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+_TAG_BYTES = 12
+
+
+class SessionIds:
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def _tag(self, conn_id: int) -> str:
+        digest = hmac.new(self._secret, conn_id.to_bytes(8, "big"), hashlib.blake2s).digest()
+        return digest[:_TAG_BYTES].hex()
+
+    def issue(self, conn_id: int) -> str:
+        return f"{conn_id:x}.{self._tag(conn_id)}"
+
+    def verify(self, session: str) -> int | None:
+        """The connection id a session id was issued for, or None if it was not issued here."""
+        raw, _, tag = session.partition(".")
+        if not raw or len(raw) > 16 or len(tag) != 2 * _TAG_BYTES:
+            return None
+        try:
+            conn_id = int(raw, 16)
+        except ValueError:
+            return None
+        return conn_id if hmac.compare_digest(tag, self._tag(conn_id)) else None

@@ -1,0 +1,224 @@
+//! `ReplayRing`: each channel's recent updates, kept for clients that come back after a
+//! disconnect (resume) and for the latest value a new subscriber is shown at once (snapshot).
+//!
+//! Updates are held as the shared `EncodedUpdate`s the fan-out already has (no copy), per
+//! channel in seq order, and once more in global arrival order so the oldest anywhere goes
+//! first: by age (`window_ms`) and by total size (`max_bytes`), whichever bites. A resume is
+//! all or nothing: either every update after the client's seq is still here, or it is told
+//! the history no longer reaches back (`Replay::Gap`); never a partial replay.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::encode::EncodedUpdate;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayLimits {
+    /// How far back the ring reaches (by the gateway's receive time).
+    pub window_ms: i64,
+    /// Total encoded bytes held; past it the oldest updates go first.
+    pub max_bytes: usize,
+}
+
+/// What a resume can have for one channel.
+pub enum Replay {
+    /// Every update after the asked seq, in order (empty: nothing was missed).
+    Updates(Vec<Arc<EncodedUpdate>>),
+    /// The ring no longer reaches back to the asked seq (or the seq was never given out).
+    Gap,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayStats {
+    pub updates: usize,
+    pub bytes: usize,
+    pub channels: usize,
+    pub evicted_by_age: u64,
+    pub evicted_by_size: u64,
+}
+
+pub struct ReplayRing {
+    limits: ReplayLimits,
+    channels: FxHashMap<Arc<str>, VecDeque<Arc<EncodedUpdate>>>,
+    /// Arrival order across channels: (channel, receive time, bytes).
+    order: VecDeque<(Arc<str>, i64, usize)>,
+    /// The latest update of every channel seen, however old (what a snapshot shows).
+    latest: FxHashMap<Arc<str>, Arc<EncodedUpdate>>,
+    stats: ReplayStats,
+}
+
+/// Bytes an update holds in the ring: both encodings every receiver may need.
+fn held_bytes(u: &EncodedUpdate) -> usize {
+    u.json_payload().len() + u.proto().update().len() + 64
+}
+
+impl ReplayRing {
+    pub fn new(limits: ReplayLimits) -> ReplayRing {
+        ReplayRing {
+            limits,
+            channels: FxHashMap::default(),
+            order: VecDeque::new(),
+            latest: FxHashMap::default(),
+            stats: ReplayStats::default(),
+        }
+    }
+
+    pub fn append(&mut self, update: &Arc<EncodedUpdate>, now_ms: i64) {
+        let channel = update.update.channel.clone();
+        let bytes = held_bytes(update);
+        self.latest.insert(channel.clone(), update.clone());
+        self.channels
+            .entry(channel.clone())
+            .or_default()
+            .push_back(update.clone());
+        self.order.push_back((channel, update.update.recv_time_ms, bytes));
+        self.stats.bytes += bytes;
+        self.stats.updates += 1;
+        self.evict(now_ms);
+    }
+
+    /// Drops what is older than the window or over the size cap.
+    pub fn evict(&mut self, now_ms: i64) {
+        let oldest_kept = now_ms - self.limits.window_ms;
+        while let Some((channel, recv_ms, bytes)) = self.order.front() {
+            let by_size = self.stats.bytes > self.limits.max_bytes;
+            if !by_size && *recv_ms >= oldest_kept {
+                break;
+            }
+            if by_size {
+                self.stats.evicted_by_size += 1;
+            } else {
+                self.stats.evicted_by_age += 1;
+            }
+            self.stats.bytes -= bytes;
+            self.stats.updates -= 1;
+            if let Some(queue) = self.channels.get_mut(channel) {
+                queue.pop_front();
+                if queue.is_empty() {
+                    self.channels.remove(channel);
+                }
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Updates on `channel` after `after_seq`, given that the processor's last seq on it is
+    /// `last_seq`.
+    pub fn since(&self, channel: &str, after_seq: u64, last_seq: u64) -> Replay {
+        if after_seq > last_seq {
+            return Replay::Gap; // a seq this epoch never gave out
+        }
+        if after_seq == last_seq {
+            return Replay::Updates(Vec::new());
+        }
+        let Some(queue) = self.channels.get(channel) else {
+            return Replay::Gap;
+        };
+        match queue.front() {
+            Some(first) if first.update.seq <= after_seq + 1 => Replay::Updates(
+                queue
+                    .iter()
+                    .filter(|u| u.update.seq > after_seq)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => Replay::Gap,
+        }
+    }
+
+    pub fn latest(&self, channel: &str) -> Option<&Arc<EncodedUpdate>> {
+        self.latest.get(channel)
+    }
+
+    pub fn stats(&self) -> ReplayStats {
+        ReplayStats {
+            channels: self.channels.len(),
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MarketUpdate, Payload, Quote, TradingStatus};
+
+    fn quote(channel: &str, seq: u64, recv_ms: i64) -> Arc<EncodedUpdate> {
+        let symbol = channel.split(':').next().unwrap();
+        Arc::new(EncodedUpdate::new(MarketUpdate {
+            symbol: Arc::from(symbol),
+            channel: Arc::from(channel),
+            seq,
+            epoch: Arc::from("e"),
+            provider: Arc::from("itick"),
+            event_time_ms: recv_ms,
+            recv_time_ms: recv_ms,
+            payload: Payload::Quote(Quote {
+                last: 1.0,
+                open: None,
+                high: None,
+                low: None,
+                prev_close: None,
+                change: None,
+                change_percent: None,
+                volume: None,
+                turnover: None,
+                status: TradingStatus::Normal,
+            }),
+        }))
+    }
+
+    fn seqs(r: Replay) -> Option<Vec<u64>> {
+        match r {
+            Replay::Updates(us) => Some(us.iter().map(|u| u.update.seq).collect()),
+            Replay::Gap => None,
+        }
+    }
+
+    #[test]
+    fn replays_everything_after_a_seq_or_says_gap() {
+        let mut ring = ReplayRing::new(ReplayLimits {
+            window_ms: 1_000,
+            max_bytes: 1 << 20,
+        });
+        for seq in 1..=5 {
+            ring.append(&quote("A$US:quote", seq, seq as i64 * 100), 500);
+        }
+        assert_eq!(seqs(ring.since("A$US:quote", 2, 5)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(ring.since("A$US:quote", 0, 5)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(seqs(ring.since("A$US:quote", 5, 5)), Some(vec![]));
+        assert_eq!(seqs(ring.since("A$US:quote", 6, 5)), None);
+        assert_eq!(seqs(ring.since("B$US:quote", 0, 3)), None);
+        // Older than the window: gone, and a resume from before them is a gap, never partial.
+        ring.evict(1_250);
+        assert_eq!(seqs(ring.since("A$US:quote", 2, 5)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(ring.since("A$US:quote", 1, 5)), None);
+        assert_eq!(ring.stats().evicted_by_age, 2);
+        ring.evict(10_000);
+        assert_eq!(ring.stats().updates, 0);
+        assert_eq!(ring.stats().channels, 0);
+        // The latest value stays for snapshots.
+        assert_eq!(ring.latest("A$US:quote").unwrap().update.seq, 5);
+    }
+
+    #[test]
+    fn the_size_cap_drops_the_oldest_across_channels() {
+        let one = held_bytes(&quote("A$US:quote", 1, 0));
+        let mut ring = ReplayRing::new(ReplayLimits {
+            window_ms: i64::MAX / 2,
+            max_bytes: one * 3 + one / 2,
+        });
+        ring.append(&quote("A$US:quote", 1, 0), 0);
+        ring.append(&quote("B$US:quote", 1, 1), 1);
+        ring.append(&quote("A$US:quote", 2, 2), 2);
+        ring.append(&quote("B$US:quote", 2, 3), 3);
+        let s = ring.stats();
+        assert_eq!((s.updates, s.evicted_by_size), (3, 1));
+        assert!(s.bytes <= one * 3 + one / 2);
+        assert_eq!(seqs(ring.since("A$US:quote", 0, 2)), None); // A1 went first
+        assert_eq!(seqs(ring.since("A$US:quote", 1, 2)), Some(vec![2]));
+        assert_eq!(seqs(ring.since("B$US:quote", 0, 2)), Some(vec![1, 2]));
+    }
+}
