@@ -113,7 +113,11 @@ class Gateway:
     # -- observability ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {**self.hub.stats(), "upstream": self.ingest.upstream_status()}
+        return {
+            **self.hub.stats(),
+            "upstream": self.ingest.upstream_status(),
+            "replay": self.ingest.history.ring.stats(),
+        }
 
     def health(self) -> dict[str, Any]:
         return health_of(self.stats(), self.processor.epoch)

@@ -74,6 +74,14 @@ class GatewayCollector(Collector):
                 "Clients dropped for not answering a ping in time.",
                 s["unresponsive_closed"],
             ),
+            (
+                counter,
+                "resumes_recovered",
+                "Resumes that replayed every missed update.",
+                s["resumes_recovered"],
+            ),
+            (counter, "resumes_failed", "Resumes answered recovered:false.", s["resumes_failed"]),
+            (gauge, "sessions_detached", "Sessions kept for clients that went away.", s["sessions_detached"]),
             (counter, "upstream_reconnects", "Provider reconnects.", up["reconnects"]),
             (counter, "upstream_frames", "Frames received from providers.", up["frames_in"]),
             (counter, "upstream_decode_errors", "Provider frames the core refused.", up["decode_errors"]),
@@ -84,6 +92,12 @@ class GatewayCollector(Collector):
         )
         ready.add_metric([up["provider"]], 1 if up["state"] == "ready" else 0)
         yield ready
+        replay = s.get("replay")
+        if replay:
+            yield GaugeMetricFamily(
+                "tickgate_replay_updates", "Updates kept for resume.", value=replay["updates"]
+            )
+            yield GaugeMetricFamily("tickgate_replay_bytes", "Bytes kept for resume.", value=replay["bytes"])
         if "workers" in s:
             yield from _per_worker(s)
 
