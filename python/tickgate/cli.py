@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--upstream-url", help="iTick-protocol WebSocket URL, e.g. wss://api.itick.org/stock")
     serve.add_argument("--upstream-token", help="provider API token")
+    serve.add_argument(
+        "--redis-url", help="Redis for sessions, e.g. redis://127.0.0.1:6379/0 (default: memory)"
+    )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
 
     sim = sub.add_parser("simulate", help="run the iTick protocol simulator")
@@ -124,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "upstream_url": args.upstream_url,
                 "upstream_token": args.upstream_token,
                 "log_level": args.log_level,
+                "redis_url": args.redis_url,
             }
             config = load_config(args.config, overrides=flags)  # fail fast, before the loop starts
             _configure_logging(config.log_level)

@@ -78,6 +78,9 @@ class GatewayConfig:
     #: The dictionary of tickgate.v1.proto+zstd frames: "builtin", "none" or a file path.
     zstd_dictionary: str = "builtin"
     # Sessions and replay
+    #: Redis for sessions (``redis://host:port/db``): resume on another worker or after a
+    #: restart. None keeps them in memory (the embedded default).
+    redis_url: str | None = None
     #: How long a client's session (subscriptions, mode) outlives its connection, seconds.
     session_ttl: float = 300.0
     #: Sessions of clients that went away kept at most (the oldest go first past it).
@@ -120,6 +123,10 @@ class GatewayConfig:
             )
         if self.slow_consumer_soft_cap_bytes >= self.max_send_buffer_bytes:
             raise ConfigError("slow_consumer_soft_cap_bytes must be below max_send_buffer_bytes")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis_url must be a redis://, rediss:// or unix:// URL (got {self.redis_url!r})"
+            )
         if self.upstream_url is not None and not self.upstream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"upstream_url must be a ws:// or wss:// URL (got {self.upstream_url!r})")
 

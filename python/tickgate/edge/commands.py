@@ -73,7 +73,7 @@ class Resume(_Command, tag="resume"):
 Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode | Resume
 ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode", "resume")
 #: A reply, and frames for this client alone to follow it (snapshots, a resume's replay).
-Outcome = tuple[Reply | ErrorReply, bytes | None]
+Outcome = tuple[Reply | ErrorReply | None, bytes | None]
 
 
 class ProtocolError(Exception):
@@ -231,7 +231,7 @@ def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
     return reply
 
 
-def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, bytes | None]:
+def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | None, bytes | None]:
     """Carries out one command; raises ``ProtocolError`` for the client's mistakes."""
     match command:
         case Subscribe():
@@ -267,5 +267,6 @@ def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -
         log.exception("request from %r failed", conn)
         hub.counters.client_errors += 1
         return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id), None
-    reply.id = request_id
+    if reply is not None:  # None: it is sent later (a resume waiting on Redis)
+        reply.id = request_id
     return reply, then

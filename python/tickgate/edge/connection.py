@@ -142,7 +142,8 @@ class ClientConnection(WSListener):
                 binary, self._assembler = assembler.last_binary, None
             if not self.closed:
                 reply, then = commands.handle(message, binary, self, self.hub)
-                self.send(reply)
+                if reply is not None:
+                    self.send(reply)
                 if then:
                     self.write(then)
         elif kind is WSMsgType.CLOSE:

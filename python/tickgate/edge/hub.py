@@ -27,6 +27,7 @@ from tickgate.edge.replies import StatusMessage, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
 from tickgate.sessions import History, MemorySessions, SessionIds, SessionRecord
+from tickgate.sessions.redis import RedisSessions
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
@@ -105,7 +106,10 @@ class EdgeHub:
         #: Clients were told their channels went stale (so they are told when data is back).
         self.stale_told = False
         #: Sessions of clients that went away; ids of connected ones are derived (``SessionIds``).
-        self.sessions = MemorySessions(config.session_ttl, config.session_max_detached)
+        local = MemorySessions(config.session_ttl, config.session_max_detached)
+        self.sessions: MemorySessions | RedisSessions = (
+            RedisSessions(config.redis_url, local) if config.redis_url else local
+        )
         self.session_ids = SessionIds()
         #: Connected clients holding a session they resumed (their id is not derived).
         self.resumed: dict[str, ClientConnection] = {}
@@ -205,7 +209,8 @@ class EdgeHub:
         if conn.session is not None and self.resumed.get(conn.session) is conn:
             del self.resumed[conn.session]
         channels = self.dispatcher.channels_of(conn.id)
-        if channels and not self.closing:
+        # Also while shutting down: with Redis, clients resume their subscriptions after a restart.
+        if channels:
             mode, interval = self.dispatcher.mode_of(conn.id) or ("immediate", 0)
             record = SessionRecord(channels, mode, interval, self.epoch, time.monotonic())
             self.sessions.put(session, record)
@@ -298,6 +303,7 @@ class EdgeHub:
             resumes_failed=c.resumes_failed,
             sessions_detached=len(self.sessions),
             sessions_expired=self.sessions.expired,
+            redis_up=int(self.sessions.up) if isinstance(self.sessions, RedisSessions) else -1,
             updates_in=c.updates_in,
         )
         return s

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from picows import WSCloseCode
 
 from tickgate.edge.replies import Reply
+from tickgate.sessions.memory import SessionRecord
+from tickgate.sessions.redis import RedisSessions
 
 if TYPE_CHECKING:
     from tickgate.edge.commands import Resume
@@ -37,7 +40,7 @@ def snapshots(conn: ClientConnection, hub: EdgeHub, channels: list[str]) -> byte
     return hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
 
 
-def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, bytes | None]:
+def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | None, bytes | None]:
     session = cmd.session
     if session == hub.session_of(conn):
         return _reply(hub, session, 0, "already_attached"), None
@@ -46,6 +49,35 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, by
         # Closing it keeps its session (detach), which this connection then takes.
         old.close(CLOSE_RESUMED, "session resumed on another connection")
     record = hub.sessions.take(session)
+    if record is None and isinstance(hub.sessions, RedisSessions):
+        # Not this process's: another worker's, or from before a restart. Ask Redis, and
+        # answer when it has (the reply and what follows are sent then).
+        task = asyncio.get_running_loop().create_task(_resume_from(hub.sessions, cmd, conn, hub))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+        return None, None
+    return _restore(cmd, conn, hub, record)
+
+
+#: Resumes waiting on Redis (held so they are not collected mid-flight).
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def _resume_from(store: RedisSessions, cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> None:
+    record = await store.fetch(cmd.session)
+    if conn.closed:
+        return
+    reply, then = _restore(cmd, conn, hub, record)
+    reply.id = cmd.id
+    conn.send(reply)
+    if then:
+        conn.write(then)
+
+
+def _restore(
+    cmd: Resume, conn: ClientConnection, hub: EdgeHub, record: SessionRecord | None
+) -> tuple[Reply, bytes | None]:
+    session = cmd.session
     if record is None:
         hub.counters.resumes_failed += 1
         return _reply(hub, session, 0, "unknown_session"), None

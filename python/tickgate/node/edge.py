@@ -23,6 +23,7 @@ from tickgate.edge.admission import (
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.listener import make_router
 from tickgate.edge.zstd_dictionary import load_zstd_dictionary
+from tickgate.sessions.redis import RedisSessions
 
 log = logging.getLogger("tickgate.edge")
 
@@ -62,6 +63,8 @@ class Edge:
         if cfg.client_transport == "aiofastnet":  # uvloop's own server does not report EMFILE
             self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
         self.hub.liveness.start()
+        if isinstance(self.hub.sessions, RedisSessions):
+            self.hub.sessions.start()
         router = make_router(self.hub, health, metrics, self.zstd_dictionary)
         ws_log = logging.getLogger(WS_LOGGER)
         if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
@@ -96,6 +99,8 @@ class Edge:
         if self._uninstall_filter is not None:
             self._uninstall_filter()
             self._uninstall_filter = None
+        if isinstance(self.hub.sessions, RedisSessions):
+            await self.hub.sessions.stop()
 
     @property
     def port(self) -> int:

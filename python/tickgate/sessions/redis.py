@@ -1,0 +1,184 @@
+"""``RedisSessions``: sessions of clients that went away, in Redis as well as in memory, so a
+client can resume on another worker of the node, or after the gateway restarted (its
+subscriptions come back; the replay cannot, the epoch changed).
+
+Writes never wait on Redis: ``put`` keeps the record in memory (``MemorySessions``, which
+answers resumes in this process at once) and queues it; one task writes what is queued every
+``FLUSH_S`` in one pipeline (``SET key value EX ttl``). While Redis is unreachable nothing is
+lost or blocked: records stay queued (bounded like the memory store, latest wins) and are
+written when it answers again; ``up`` is False meanwhile, for ``/healthz`` and ``/metrics``.
+A resume whose session is not in this process asks Redis (``GETDEL``, so a session is taken
+once) with a short timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tickgate.logs import LogThrottle
+from tickgate.sessions.memory import MemorySessions, SessionRecord
+
+log = logging.getLogger("tickgate.sessions")
+
+KEY_PREFIX = "tickgate:session:"
+#: How often queued writes go out.
+FLUSH_S = 0.1
+#: How long stopping waits to write the last sessions out.
+STOP_FLUSH_S = 2.0
+#: How long a resume waits for Redis before answering ``unknown_session``.
+LOOKUP_TIMEOUT_S = 1.0
+
+
+class _Stored(msgspec.Struct):
+    channels: list[str]
+    mode: str
+    interval_ms: int
+    epoch: str
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(_Stored).decode
+
+
+class RedisSessions:
+    def __init__(self, url: str, local: MemorySessions) -> None:
+        self.url = url
+        self.local = local
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=LOOKUP_TIMEOUT_S, socket_connect_timeout=1.0
+        )
+        # session -> record to write (None: delete), in the order they came.
+        self._queued: dict[str, SessionRecord | None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._errors = LogThrottle(log)
+        self.up = False
+        self.writes = 0
+        self.failures = 0
+
+    # -- the store interface ------------------------------------------------------------------
+
+    def put(self, session: str, record: SessionRecord) -> None:
+        self.local.put(session, record)
+        self._queue(session, record)
+
+    def take(self, session: str) -> SessionRecord | None:
+        """This process's record (deleted from Redis too), or None: then ask ``fetch``."""
+        record = self.local.take(session)
+        if record is not None:
+            self._queue(session, None)
+        return record
+
+    async def fetch(self, session: str) -> SessionRecord | None:
+        """The record from Redis, taken (so no second connection gets it), or None."""
+        try:
+            raw = await asyncio.wait_for(self._redis.getdel(KEY_PREFIX + session), LOOKUP_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as e:
+            self._failed(e)
+            return None
+        if raw is None:
+            return None
+        try:
+            stored = _decode(raw)
+        except msgspec.DecodeError:
+            log.error("session %s in Redis does not decode; ignoring it", session)
+            return None
+        return SessionRecord(stored.channels, stored.mode, stored.interval_ms, stored.epoch, time.monotonic())
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    @property
+    def expired(self) -> int:
+        return self.local.expired
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _queue(self, session: str, record: SessionRecord | None) -> None:
+        self._queued.pop(session, None)
+        self._queued[session] = record
+        while len(self._queued) > self.local.max_sessions:  # bounded while Redis is away
+            del self._queued[next(iter(self._queued))]
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        # The writer is told to finish, not cancelled: redis-py may turn a cancellation in the
+        # middle of a command into a connection error, which the writer would retry forever.
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                # What the last clients left, if Redis answers soon: stopping never hangs on it.
+                await asyncio.wait_for(self._task, STOP_FLUSH_S)
+            except TimeoutError:
+                log.error("%d sessions not written to Redis at stop", len(self._queued))
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._redis.aclose(), STOP_FLUSH_S)
+
+    async def _run(self) -> None:
+        try:
+            await self._redis.ping()
+            self.up = True
+            log.info("sessions in Redis at %s", self.url)
+        except (RedisError, OSError) as e:
+            self._failed(e)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+            except (RedisError, OSError) as e:
+                self._failed(e)
+                if self._closing:
+                    return
+                await asyncio.sleep(1.0)  # queued records stay; try again
+                self._wake.set()
+                continue
+            if self._closing:
+                return
+            await asyncio.sleep(FLUSH_S)
+
+    async def _flush(self) -> None:
+        if not self._queued:
+            return
+        batch, self._queued = self._queued, {}
+        ttl = max(1, int(self.local.ttl_s))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session, record in batch.items():
+                    key = KEY_PREFIX + session
+                    if record is None:
+                        pipe.delete(key)
+                    else:
+                        value = _Stored(record.channels, record.mode, record.interval_ms, record.epoch)
+                        pipe.set(key, _encode(value), ex=ttl)
+                await pipe.execute()
+        except BaseException:
+            # Put them back (newer ones queued meanwhile win).
+            self._queued = {**batch, **self._queued}
+            raise
+        self.writes += len(batch)
+        if not self.up:
+            log.warning("Redis at %s answers again; %d session writes caught up", self.url, len(batch))
+        self.up = True
+
+    def _failed(self, error: BaseException) -> None:
+        self.failures += 1
+        if self.up or self.failures == 1:
+            log.error(
+                "Redis at %s unreachable (%s); sessions kept in memory until it answers", self.url, error
+            )
+        else:
+            self._errors.log(logging.WARNING, "Redis at %s still unreachable (%s)", self.url, error)
+        self.up = False

@@ -1,0 +1,149 @@
+"""Sessions in Redis: a client resumes its subscriptions after the gateway restarted, and a
+Redis that goes away and comes back never stops live data nor loses sessions. Each test runs
+its own `redis-server` on a free loopback port (the machine's Redis is left alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from gatewaykit import channel_of, start_gateway, start_simulator
+from test_sessions import drop, record, resume, subscribed
+from tickgate.sessions.redis import KEY_PREFIX
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def session_keys(self) -> list[bytes]:
+        return redis.Redis(port=self.port).keys(KEY_PREFIX + "*")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def sim() -> Any:
+    s = await start_simulator(rate=20.0)
+    yield s
+    await s.stop()
+
+
+async def test_subscriptions_come_back_after_a_restart(sim: Any, redis_server: RedisServer) -> None:
+    first = await start_gateway(sim, redis_url=redis_server.url)
+    try:
+        c = await subscribed(first)
+        seen: dict[str, list[int]] = defaultdict(list)
+        record(seen, await c.collect(0.3))
+    finally:
+        await first.stop()  # clients closed with 1001; their sessions are written out
+    assert redis_server.session_keys(), "no session written to Redis at shutdown"
+    second = await start_gateway(sim, redis_url=redis_server.url)
+    try:
+        fresh, reply = await resume(second, c, seen)
+        # A new process numbers afresh: nothing to replay against, said plainly...
+        assert reply["recovered"] is False and reply["reason"] == "epoch_changed", reply
+        assert reply["epoch"] == second.processor.epoch != c.welcome["epoch"]
+        # ...but the subscriptions are back, each with a snapshot, then live data.
+        query = await fresh.request({"action": "query_subscribe"})
+        assert sorted(query["channels"]) == sorted(seen)
+        pushes = [m for m in await fresh.collect(0.5) if m.get("type") == "stock_quote"]
+        assert {channel_of(m) for m in pushes} == set(seen)
+        # Taken from Redis (GETDEL): the new connection holds the session now, no one else can.
+        assert (KEY_PREFIX + c.welcome["session"]).encode() not in redis_server.session_keys()
+        await fresh.close()
+    finally:
+        await second.stop()
+
+
+async def test_redis_going_away_stops_no_data_and_loses_no_session(
+    sim: Any, redis_server: RedisServer
+) -> None:
+    gw = await start_gateway(sim, redis_url=redis_server.url)
+    try:
+        keeper = await subscribed(gw)
+        c = await subscribed(gw)
+        await asyncio.sleep(0.3)
+        redis_server.stop()
+        # Live data keeps flowing while Redis is down.
+        before = len([m for m in await keeper.collect(0.5) if m.get("type") == "stock_quote"])
+        assert before > 0
+        seen: dict[str, list[int]] = defaultdict(list)
+        record(seen, await c.collect(0.2))
+        await drop(c)  # its session can only be kept in memory for now
+        with contextlib.suppress(AssertionError):
+            for _ in range(50):
+                if not gw.hub.sessions.up:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.05)
+        assert gw.hub.sessions.up is False  # type: ignore[union-attr]
+        health = gw.stats()
+        assert health["redis_up"] == 0
+        redis_server.start()  # back, empty: the queued session is written again
+        deadline = time.monotonic() + 10
+        while not redis_server.session_keys():
+            assert time.monotonic() < deadline, "the session was not written when Redis came back"
+            await asyncio.sleep(0.1)
+        assert gw.hub.sessions.up is True  # type: ignore[union-attr]
+        # And the client resumes without a gap (from this process's memory).
+        fresh, reply = await resume(gw, c, seen)
+        assert reply["recovered"] is True and reply["replayed"] > 0, reply
+        record(seen, await fresh.collect(0.3))
+        for ch, seqs in seen.items():
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{ch}: {seqs}"
+        await asyncio.gather(keeper.close(), fresh.close())
+    finally:
+        await gw.stop()
