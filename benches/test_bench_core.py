@@ -157,3 +157,40 @@ def test_index_subscribe_unsubscribe_churn(benchmark, big_index) -> None:
         ix.remove(c)
 
     benchmark(churn)
+
+
+@pytest.mark.parametrize("impl", ["ingest", "ingest+replay"])
+def test_replay_ring_append(benchmark, impl: str) -> None:
+    """What keeping updates for resume adds to the ingest path: the same 1,000 mixed frames
+    decoded with and without appending each frame's updates to the replay ring (5-minute
+    window, 256 MiB cap), side by side."""
+    from tickgate._core import ReplayRing
+
+    benchmark.group = "replay ring: 1000 mixed frames"
+    processor = FeedProcessor("itick")
+    ingest = processor.ingest
+    ring = ReplayRing(window_ms=300_000, max_bytes=256 * 1024 * 1024)
+    append = ring.append
+
+    if impl == "ingest":
+
+        def run() -> int:
+            n = 0
+            for f in BATCH:
+                n += len(ingest(f)[0])
+            return n
+    else:
+
+        def run() -> int:
+            n = 0
+            for f in BATCH:
+                updates = ingest(f)[0]
+                append(updates)
+                n += len(updates)
+            return n
+
+    assert benchmark(run) > 0
+    if impl != "ingest":
+        stats = ring.stats()
+        benchmark.extra_info.update(ring_updates=stats["updates"], ring_bytes=stats["bytes"])
+        benchmark.extra_info.update(bytes_per_update=stats["bytes"] / max(1, stats["updates"]))
