@@ -477,3 +477,15 @@ async def test_backpressure_reported_from_inside_a_write_pauses_the_connection(a
     aenv.hub.flush()
     got = [(m["data"]["type"], m["data"]["seq"]) for m in pushes(a.written[1])]
     assert got == [("quote", 4), ("tick", 1)]  # the latest state, then the held tick
+
+
+def test_resume_parses_from_json_and_protobuf() -> None:
+    want = commands.Resume(session="s1", epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 9})
+    binary = proto.ClientMessage(
+        action="resume", session="s1", epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 9}
+    ).SerializeToString()
+    assert commands.parse_proto(binary) == want
+    text = json.dumps({"action": "resume", "session": "s1", "epoch": "e1", "last_seq": want.last_seq})
+    assert commands.parse_json(text.encode()) == want
+    with pytest.raises(commands.ProtocolError):
+        commands.parse_json(b'{"action":"resume","session":"s","last_seq":{"A$US:quote":"x"}}')
