@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from gatewaykit import channel_of, start_gateway, start_simulator
+from gatewaykit import Client, channel_of, start_gateway, start_simulator
 from test_sessions import drop, record, resume, subscribed
 from tickgate.sessions.redis import KEY_PREFIX
 
@@ -102,8 +102,12 @@ async def test_subscriptions_come_back_after_a_restart(sim: Any, redis_server: R
         assert sorted(query["channels"]) == sorted(seen)
         pushes = [m for m in await fresh.collect(0.5) if m.get("type") == "stock_quote"]
         assert {channel_of(m) for m in pushes} == set(seen)
-        # Taken from Redis (GETDEL): the new connection holds the session now, no one else can.
-        assert (KEY_PREFIX + c.welcome["session"]).encode() not in redis_server.session_keys()
+        # Taken from Redis (GETDEL), then written again by the connection that holds it now.
+        key = (KEY_PREFIX + c.welcome["session"]).encode()
+        deadline = time.monotonic() + 5
+        while key not in redis_server.session_keys():
+            assert time.monotonic() < deadline, "the resumed session was not written back"
+            await asyncio.sleep(0.05)
         await fresh.close()
     finally:
         await second.stop()
@@ -145,5 +149,56 @@ async def test_redis_going_away_stops_no_data_and_loses_no_session(
         for ch, seqs in seen.items():
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{ch}: {seqs}"
         await asyncio.gather(keeper.close(), fresh.close())
+    finally:
+        await gw.stop()
+
+
+async def test_a_gateway_killed_without_a_goodbye_leaves_its_clients_sessions(
+    sim: Any, redis_server: RedisServer
+) -> None:
+    import os
+    import signal
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickgate", "serve", "--port", str(port), "--redis-url", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TICKGATE_UPSTREAM_URL": sim.url, "TICKGATE_UPSTREAM_TOKEN": "test-token"},
+    )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+
+        class At:
+            url = f"ws://127.0.0.1:{port}/"
+
+        c = await Client.connect(At)  # type: ignore[arg-type]
+        assert (await c.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))[
+            "type"
+        ] == "success"
+        deadline = time.monotonic() + 5
+        while not redis_server.session_keys():  # written while connected, behind the data path
+            assert time.monotonic() < deadline, "a connected client's session never reached Redis"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # no shutdown, no detach
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    gw = await start_gateway(sim, redis_url=redis_server.url)
+    try:
+        fresh = await Client.connect(gw)
+        reply = await fresh.request(
+            {"action": "resume", "session": c.welcome["session"], "epoch": c.welcome["epoch"], "last_seq": {}}
+        )
+        assert reply["recovered"] is False and reply["reason"] == "epoch_changed", reply
+        query = await fresh.request({"action": "query_subscribe"})
+        assert query["channels"] == ["AAPL$US:quote"]
+        await fresh.close()
     finally:
         await gw.stop()

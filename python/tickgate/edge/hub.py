@@ -208,11 +208,9 @@ class EdgeHub:
         session = self.session_of(conn)
         if conn.session is not None and self.resumed.get(conn.session) is conn:
             del self.resumed[conn.session]
-        channels = self.dispatcher.channels_of(conn.id)
+        record = self._record_of(conn)
         # Also while shutting down: with Redis, clients resume their subscriptions after a restart.
-        if channels:
-            mode, interval = self.dispatcher.mode_of(conn.id) or ("immediate", 0)
-            record = SessionRecord(channels, mode, interval, self.epoch, time.monotonic())
+        if record.channels:
             self.sessions.put(session, record)
         last = self.dispatcher.disconnect(conn.id)
         if last:
@@ -222,15 +220,42 @@ class EdgeHub:
         first = self.dispatcher.subscribe(conn.id, channels)
         if first:
             self.interest.add(first)
+        self._session_changed(conn)
 
     def unsubscribe(self, conn: ClientConnection, channels: list[str]) -> None:
         last = self.dispatcher.unsubscribe(conn.id, channels)
         if last:
             self.interest.remove(last)
+        self._session_changed(conn)
 
     def mode_changed(self, conn: ClientConnection) -> None:
         self._retime(conn)
         self.schedule_flush()  # leaving batch mode sends what was pending at once
+        self._session_changed(conn)
+
+    # -- sessions in Redis -------------------------------------------------------------------
+
+    def _record_of(self, conn: ClientConnection) -> SessionRecord:
+        mode, interval = self.dispatcher.mode_of(conn.id) or ("immediate", 0)
+        return SessionRecord(
+            self.dispatcher.channels_of(conn.id), mode, interval, self.epoch, time.monotonic()
+        )
+
+    def _session_changed(self, conn: ClientConnection) -> None:
+        """With Redis, a connected client's session is written too (coalesced, behind the
+        data path), so it survives this process dying without a goodbye."""
+        if isinstance(self.sessions, RedisSessions) and not conn.closed:
+            self.sessions.save_live(self.session_of(conn), self._record_of(conn))
+
+    def refresh_live_sessions(self) -> None:
+        """Rewrites every connected client's session before its Redis TTL runs out; runs every
+        ``session_ttl / 3`` while Redis is configured."""
+        if not isinstance(self.sessions, RedisSessions) or self.closing:
+            return
+        for conn in list(self.connections):
+            if not conn.closed and self.dispatcher.channels_of(conn.id):
+                self.sessions.save_live(self.session_of(conn), self._record_of(conn))
+        asyncio.get_running_loop().call_later(self.config.session_ttl / 3, self.refresh_live_sessions)
 
     def paused(self, conn: ClientConnection, paused: bool) -> None:
         """The connection's socket buffer crossed its high (``True``) or low watermark."""
@@ -304,6 +329,7 @@ class EdgeHub:
             sessions_detached=len(self.sessions),
             sessions_expired=self.sessions.expired,
             redis_up=int(self.sessions.up) if isinstance(self.sessions, RedisSessions) else -1,
+            redis_writes=self.sessions.writes if isinstance(self.sessions, RedisSessions) else 0,
             updates_in=c.updates_in,
         )
         return s

@@ -83,6 +83,7 @@ class GatewayCollector(Collector):
             (counter, "resumes_failed", "Resumes answered recovered:false.", s["resumes_failed"]),
             (gauge, "sessions_detached", "Sessions kept for clients that went away.", s["sessions_detached"]),
             (gauge, "redis_up", "1 when Redis answers, 0 when not, -1 without Redis.", s["redis_up"]),
+            (counter, "redis_writes", "Session writes to Redis.", s["redis_writes"]),
             (counter, "upstream_reconnects", "Provider reconnects.", up["reconnects"]),
             (counter, "upstream_frames", "Frames received from providers.", up["frames_in"]),
             (counter, "upstream_decode_errors", "Provider frames the core refused.", up["decode_errors"]),

@@ -65,6 +65,7 @@ class Edge:
         self.hub.liveness.start()
         if isinstance(self.hub.sessions, RedisSessions):
             self.hub.sessions.start()
+            asyncio.get_running_loop().call_later(cfg.session_ttl / 3, self.hub.refresh_live_sessions)
         router = make_router(self.hub, health, metrics, self.zstd_dictionary)
         ws_log = logging.getLogger(WS_LOGGER)
         if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale

@@ -70,6 +70,10 @@ class RedisSessions:
         self.local.put(session, record)
         self._queue(session, record)
 
+    def save_live(self, session: str, record: SessionRecord) -> None:
+        """A connected client's session as it is now (none left: the key goes)."""
+        self._queue(session, record if record.channels else None)
+
     def take(self, session: str) -> SessionRecord | None:
         """This process's record (deleted from Redis too), or None: then ask ``fetch``."""
         record = self.local.take(session)
