@@ -305,25 +305,45 @@ def node_seed_dir() -> Path | None:
     return work
 
 
+def simulator_command(port: int, *flags: str) -> list[str]:
+    """`tickgate simulate` on ``port``, symbols in `$` form (peers match symbols as sent)."""
+    return [
+        sys.executable,
+        "-m",
+        "tickgate",
+        "simulate",
+        "--port",
+        str(port),
+        "--symbol-style",
+        "dollar",
+        *flags,
+    ]
+
+
+def serve_command(port: int, upstream: str, *flags: str) -> list[str]:
+    """`tickgate serve` on ``port`` against the simulator at ``upstream``, quiet."""
+    return [
+        sys.executable,
+        "-m",
+        "tickgate",
+        "serve",
+        "--port",
+        str(port),
+        "--upstream-url",
+        upstream,
+        "--upstream-token",
+        TOKEN,
+        "--log-level",
+        "WARNING",
+        *flags,
+    ]
+
+
 def gateway_command(name: str, port: int, upstream: str) -> tuple[list[str], dict[str, str]] | None:
     env = {**os.environ, "ITICK_URL": upstream, "ITICK_TOKEN": TOKEN, "PORT": str(port)}
     if name in ("tickgate", "tickgate-batch", *WORKER_GATEWAYS):
         workers = ["--workers", str(WORKER_GATEWAYS[name])] if name in WORKER_GATEWAYS else []
-        return [
-            sys.executable,
-            "-m",
-            "tickgate",
-            "serve",
-            "--port",
-            str(port),
-            "--upstream-url",
-            upstream,
-            "--upstream-token",
-            TOKEN,
-            "--log-level",
-            "WARNING",
-            *workers,
-        ], env
+        return serve_command(port, upstream, *workers), env
     if name == "raw-send":
         return [sys.executable, str(BENCHES / "peer_raw_send.py")], env
     if name == "picows-broadcast":
@@ -465,23 +485,7 @@ async def main(args: argparse.Namespace) -> None:
     logs = Path(tempfile.mkdtemp(prefix="tickgate-load-"))
     sim_port = free_port()
     sim = start(
-        [
-            sys.executable,
-            "-m",
-            "tickgate",
-            "simulate",
-            "--port",
-            str(sim_port),
-            "--rate",
-            str(args.rate),
-            "--seed",
-            "1",
-            "--log-level",
-            "WARNING",
-            # The peers match symbols as sent, without normalizing: give them `$` form.
-            "--symbol-style",
-            "dollar",
-        ],
+        simulator_command(sim_port, "--rate", str(args.rate), "--seed", "1", "--log-level", "WARNING"),
         None,
         subprocess.DEVNULL,
     )

@@ -30,10 +30,18 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benches.load_fanout import ROOT, free_port, start, stop, stop_children, wait_port
+from benches.load_fanout import (
+    ROOT,
+    free_port,
+    serve_command,
+    simulator_command,
+    start,
+    stop,
+    stop_children,
+    wait_port,
+)
 from benches.procstat import kernel_socket_bytes, tree_cpu_and_rss
 
-TOKEN = "load-token"
 CONCURRENCY = 200  # handshakes in flight per load process
 SAMPLE_EVERY = 20  # parse one batch frame in this many for latency
 
@@ -137,30 +145,12 @@ def pct(values: list[float], q: float) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     sim_port, gw_port = free_port(), free_port()
     sim = start(
-        [sys.executable, "-m", "tickgate", "simulate", "--port", str(sim_port), "--symbol-style", "dollar"],
+        simulator_command(sim_port),
         None,
         subprocess.DEVNULL,
     )
     await wait_port(sim_port, sim)
-    gw = start(
-        [
-            sys.executable,
-            "-m",
-            "tickgate",
-            "serve",
-            "--port",
-            str(gw_port),
-            "--upstream-url",
-            f"ws://127.0.0.1:{sim_port}/stock",
-            "--upstream-token",
-            TOKEN,
-            "--log-level",
-            "WARNING",
-            *args.gateway_args,
-        ],
-        None,
-        None,
-    )
+    gw = start(serve_command(gw_port, f"ws://127.0.0.1:{sim_port}/stock", *args.gateway_args), None, None)
     try:
         await wait_port(gw_port, gw)
         await asyncio.sleep(1)

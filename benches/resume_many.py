@@ -29,9 +29,17 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benches.load_fanout import ROOT, free_port, raise_fd_limit, start, stop, stop_children, wait_port
-
-TOKEN = "resume-token"
+from benches.load_fanout import (
+    ROOT,
+    free_port,
+    raise_fd_limit,
+    serve_command,
+    simulator_command,
+    start,
+    stop,
+    stop_children,
+    wait_port,
+)
 
 
 def channel(data: dict[str, Any]) -> str:
@@ -103,40 +111,8 @@ class Client:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit(args.clients * 2 + 100)
     sim_port, gw_port = free_port(), free_port()
-    sim = start(
-        [
-            sys.executable,
-            "-m",
-            "tickgate",
-            "simulate",
-            "--port",
-            str(sim_port),
-            "--rate",
-            str(args.rate),
-            "--symbol-style",
-            "dollar",
-        ],
-        None,
-        subprocess.DEVNULL,
-    )
-    gw = start(
-        [
-            sys.executable,
-            "-m",
-            "tickgate",
-            "serve",
-            "--port",
-            str(gw_port),
-            "--upstream-url",
-            f"ws://127.0.0.1:{sim_port}/stock",
-            "--upstream-token",
-            TOKEN,
-            "--log-level",
-            "WARNING",
-        ],
-        None,
-        None,
-    )
+    sim = start(simulator_command(sim_port, "--rate", str(args.rate)), None, subprocess.DEVNULL)
+    gw = start(serve_command(gw_port, f"ws://127.0.0.1:{sim_port}/stock"), None, None)
     try:
         await wait_port(sim_port, sim)
         await wait_port(gw_port, gw)
