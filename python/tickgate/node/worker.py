@@ -68,7 +68,9 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
         view_interval_s=config.node_view_interval,
     )
     await server.start()
-    await ingest.start(server.publish)
+    # No edge can read the replay ring over the bus yet (docs/node.md): keeping it would only
+    # cost memory and CPU.
+    await ingest.start(server.publish, keep_history=False)
     log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, ingest.upstream_url)
     ready.send("ready")
     await stop.wait()
