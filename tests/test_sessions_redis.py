@@ -202,3 +202,37 @@ async def test_a_gateway_killed_without_a_goodbye_leaves_its_clients_sessions(
         await fresh.close()
     finally:
         await gw.stop()
+
+
+async def test_a_node_of_three_workers_resumes_clients_on_any_worker_without_a_gap(
+    sim: Any, redis_server: RedisServer
+) -> None:
+    from gatewaykit import FAST_UPSTREAM
+    from tickgate.config import GatewayConfig
+    from tickgate.node.supervisor import Node
+
+    config = GatewayConfig(
+        port=0,
+        upstream_url=sim.url,
+        upstream_token="test-token",
+        redis_url=redis_server.url,
+        node_view_interval=0.2,
+        **FAST_UPSTREAM,
+    )
+    async with Node(config, 3) as node:
+        keeper = await subscribed(node)  # type: ignore[arg-type]  # keeps the channels streaming
+        clients = [await subscribed(node) for _ in range(9)]  # type: ignore[arg-type]
+        seen = [defaultdict(list) for _ in clients]
+        for c, s in zip(clients, seen, strict=True):
+            record(s, await c.collect(0.3))
+        await asyncio.gather(*(drop(c) for c in clients))
+        await asyncio.sleep(0.5)  # the sessions reach Redis; updates go on meanwhile
+        back = [await resume(node, c, s) for c, s in zip(clients, seen, strict=True)]  # type: ignore[arg-type]
+        for (fresh, reply), s in zip(back, seen, strict=True):
+            assert reply["recovered"] is True and reply["replayed"] > 0, reply
+            record(s, await fresh.collect(0.5))
+            for ch, seqs in s.items():
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
+                    f"{ch}: a gap or duplicate in {seqs}"
+                )
+        await asyncio.gather(keeper.close(), *(f.close() for f, _ in back))

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable
 from typing import Any, cast
 
-from tickgate._core import BUS_RECORD_VERSION, Update, pack_updates
+from tickgate._core import BUS_RECORD_VERSION, Update, pack_updates, unpack_updates
 from tickgate.bus.base import EdgeSink, IngestState
 from tickgate.bus.wire import (
     BusProtocolError,
@@ -34,6 +34,7 @@ from tickgate.bus.wire import (
     message,
     parse_channels,
 )
+from tickgate.sessions.history import Found, FoundCallback, History
 from tickgate.upstream.pool import SubscriptionPool
 
 log = logging.getLogger("tickgate.bus")
@@ -103,8 +104,11 @@ class BusServer:
         *,
         buffer_bytes: int,
         view_interval_s: float,
+        history: History | None = None,
     ) -> None:
         self.path = path
+        #: What edges fetch for their clients' snapshots and resumes.
+        self.history = history
         self.pool = pool
         self.epoch = epoch
         #: Ingest-side figures for the node view (upstream state, pool size).
@@ -216,8 +220,26 @@ class BusServer:
                 self.pool.remove(channels)
         elif kind is Kind.STATS:
             link.stats = json.loads(body)
+        elif kind is Kind.FETCH:
+            self._fetch(link, json.loads(body))
         else:
             raise BusProtocolError(f"{kind.name} is not sent by an edge")
+
+    def _fetch(self, link: _EdgeLink, request: dict[str, Any]) -> None:
+        """Answers in stream order: whatever was published before goes out first, and from now
+        on the asked channels are routed to this edge, so what the edge gets in the answer and
+        what follows it join without a gap or a duplicate."""
+        if self._pending:
+            self._flush()
+        channels = [c for c in request["channels"] if isinstance(c, str)]
+        new = [c for c in channels if c not in link.channels]
+        link.channels.update(new)
+        if new:
+            self.pool.add(new)
+        found = Found() if self.history is None else self.history.find(channels, request.get("since") or {})
+        header = json.dumps({"id": request["id"], "gaps": found.gaps, "missed": len(found.missed)}).encode()
+        record = pack_updates(found.missed + found.latest)
+        link.send(message(Kind.FETCHED, len(header).to_bytes(4, "little") + header + record))
 
     def lost(self, link: _EdgeLink, exc: Exception | None = None) -> None:
         if link in self.links:
@@ -262,6 +284,8 @@ class BusClient(asyncio.Protocol):
         #: The node-wide view the ingest last sent (empty until the first one).
         self.node: dict[str, Any] = {}
         self.rejoins = 0
+        self._fetches: dict[int, FoundCallback] = {}
+        self._fetch_ids = 0
 
     # -- Interest ----------------------------------------------------------------------------
 
@@ -273,6 +297,26 @@ class BusClient(asyncio.Protocol):
     def remove(self, channels: list[str]) -> None:
         if self.joined:
             self._send(channels_message(Kind.REMOVE, channels))
+
+    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+        """Asks the ingest for history; ``done`` runs when the answer arrives, in stream order
+        (before any update that follows it), or with None if the ingest goes away first.
+        False (and ``done`` never called) while no ingest is joined."""
+        if not self.joined:
+            return False
+        self._fetch_ids += 1
+        self._fetches[self._fetch_ids] = done
+        self._send(json_message(Kind.FETCH, {"id": self._fetch_ids, "channels": channels, "since": since}))
+        return True
+
+    def _fetched(self, body: bytes) -> None:
+        size = int.from_bytes(body[:4], "little")
+        header = json.loads(body[4 : 4 + size])
+        updates = unpack_updates(body[4 + size :])
+        done = self._fetches.pop(header["id"], None)
+        if done is not None:
+            k = header["missed"]
+            done(Found(missed=updates[:k], gaps=header["gaps"], latest=updates[k:]))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -331,6 +375,9 @@ class BusClient(asyncio.Protocol):
             log.warning("lost the ingest on the bus (%s); re-joining", exc or "closed")
             self._edge.on_ingest(IngestState(up=False, epoch="", reason="ingest_down"))
         self.joined = False
+        fetches, self._fetches = self._fetches, {}
+        for done in fetches.values():
+            done(None)
         self._lost.set()
 
     def _received(self, kind: Kind, body: bytes) -> None:
@@ -338,6 +385,8 @@ class BusClient(asyncio.Protocol):
             self._edge.publish_packed(body)
         elif kind is Kind.NODE:
             self.node = json.loads(body)
+        elif kind is Kind.FETCHED:
+            self._fetched(body)
         elif kind is Kind.REFUSED:
             refusal = json.loads(body)
             self._edge.on_refused(refusal["channels"], refusal["reason"])

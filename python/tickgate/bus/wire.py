@@ -19,11 +19,13 @@ class Kind(enum.IntEnum):
     ADD = 2  # channels gaining their first receiver on the edge
     REMOVE = 3  # channels losing their last receiver on the edge
     STATS = 4  # JSON: the edge's figures, for the node-wide view
+    FETCH = 5  # JSON {"id", "channels", "since"}: history for a client (snapshots, resume)
     # ingest -> edge
     WELCOME = 10  # JSON {"version", "epoch"}
     UPDATES = 11  # a core bus record
     REFUSED = 12  # JSON {"channels", "reason"}
     NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
+    FETCHED = 14  # u32 header length, JSON {"id", "gaps", "missed"}, then a core bus record
 
 
 class BusProtocolError(Exception):

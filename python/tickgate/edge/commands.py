@@ -19,7 +19,7 @@ from tickgate import proto
 from tickgate._core import DecodeError, InvalidModeError, make_channel, normalize_symbol, normalize_type
 from tickgate._core import split_channel as _split_channel
 from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_reply
-from tickgate.edge.resume import resume, snapshots
+from tickgate.edge.resume import resume, subscribe_with_snapshots
 from tickgate.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -182,8 +182,10 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Re
             f"subscribing {len(new)} more channels would exceed the limit of {limit} "
             f"per connection (holding {len(held)})",
         )
-    hub.subscribe(conn, channels)
-    mine = describe(dispatcher.channels_of(conn.id))
+    # Channels new to the client are subscribed once the history has answered (at once in one
+    # process; over the bus in a node), so their snapshots come before any live update.
+    then = subscribe_with_snapshots(conn, hub, new) if new else None
+    mine = describe(sorted({*held, *new}))
     reply = Reply(
         type="success",
         action="subscribe",
@@ -194,7 +196,7 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Re
         epoch=hub.epoch,
     )
     # Right after the reply, the latest of each channel new to this client: a board fills at once.
-    return reply, snapshots(conn, hub, new)
+    return reply, then
 
 
 def _unsubscribe(cmd: Unsubscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:

@@ -27,6 +27,7 @@ from tickgate.edge.replies import StatusMessage, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
 from tickgate.sessions import History, MemorySessions, SessionIds, SessionRecord
+from tickgate.sessions.history import FoundCallback
 from tickgate.sessions.redis import RedisSessions
 
 if TYPE_CHECKING:
@@ -113,8 +114,10 @@ class EdgeHub:
         self.session_ids = SessionIds()
         #: Connected clients holding a session they resumed (their id is not derived).
         self.resumed: dict[str, ClientConnection] = {}
-        #: The ingest's history (snapshots, resume); None where it is not reachable.
+        #: The ingest's history (snapshots, resume) in this process; None in a node's edge.
         self.history: History | None = None
+        #: In a node's edge: the bus, which fetches history from the ingest.
+        self.remote_history: Any = None
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -197,6 +200,27 @@ class EdgeHub:
             # A connection that took over another session no longer answers to its own id.
             conn = handle if handle is not None and handle.session is None else None
         return conn if conn is not None and not conn.closed else None
+
+    def query(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+        """Runs ``done`` with what the history has for a client: now when it is in this
+        process (returns True), or when the ingest answers over the bus (False)."""
+        if self.history is not None:
+            done(self.history.find(channels, since))
+            return True
+        remote = self.remote_history
+        if remote is not None and remote.fetch(channels, since, done):
+            return False
+        done(None)
+        return True
+
+    def release(self, channels: list[str]) -> None:
+        """Channels fetched for a client that left before the answer: lets go of those that no
+        client here holds (the ingest routed them to this edge for it)."""
+        if self.remote_history is not None:
+            held = set(self.dispatcher.channels())
+            unused = [c for c in channels if c not in held]
+            if unused:
+                self.interest.remove(unused)
 
     def detach(self, conn: ClientConnection) -> None:
         """Forgets a connection and its subscriptions, keeping its session for the TTL if it

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from picows import WSCloseCode
 
 from tickgate.edge.replies import Reply
+from tickgate.sessions.history import Found
 from tickgate.sessions.memory import SessionRecord
 from tickgate.sessions.redis import RedisSessions
 
@@ -33,11 +34,30 @@ log = logging.getLogger("tickgate.edge")
 CLOSE_RESUMED = WSCloseCode(4000)
 
 
-def snapshots(conn: ClientConnection, hub: EdgeHub, channels: list[str]) -> bytes | None:
-    if not channels or hub.history is None:
-        return None
-    latest = hub.history.latest(channels)
-    return hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
+def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: list[str]) -> bytes | None:
+    """Subscribes ``conn`` to ``channels`` (new to it) once the history has answered, and
+    returns (or, answered later over the bus, writes) the snapshots that go right after the
+    reply: the live updates that follow join them in order."""
+    out: list[bytes | None] = [None]
+    sync = True
+
+    def done(found: Found | None) -> None:
+        if conn.closed:
+            hub.release(channels)
+            return
+        hub.subscribe(conn, channels)
+        snaps = (
+            hub.dispatcher.frames_for(conn.id, found.latest, snapshot=True)
+            if found and found.latest
+            else None
+        )
+        if sync:
+            out[0] = snaps
+        elif snaps:
+            conn.write(snaps)
+
+    sync = hub.query(channels, {}, done)
+    return out[0]
 
 
 def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | None, bytes | None]:
@@ -68,55 +88,71 @@ async def _resume_from(store: RedisSessions, cmd: Resume, conn: ClientConnection
     if conn.closed:
         return
     reply, then = _restore(cmd, conn, hub, record)
-    reply.id = cmd.id
-    conn.send(reply)
+    if reply is not None:
+        reply.id = cmd.id
+        conn.send(reply)
     if then:
         conn.write(then)
 
 
 def _restore(
     cmd: Resume, conn: ClientConnection, hub: EdgeHub, record: SessionRecord | None
-) -> tuple[Reply, bytes | None]:
+) -> tuple[Reply | None, bytes | None]:
+    """Takes the session over and restores it once the history has answered: now in one
+    process (returns the reply), or later over the bus (sends it then, returns None)."""
     session = cmd.session
     if record is None:
         hub.counters.resumes_failed += 1
         return _reply(hub, session, 0, "unknown_session"), None
-
     if conn.session is not None and hub.resumed.get(conn.session) is conn:
         del hub.resumed[conn.session]
     conn.session = session
     hub.resumed[session] = conn
     channels = record.channels
-    hub.subscribe(conn, channels)
-    if record.mode == "batch":
-        hub.dispatcher.set_mode(conn.id, "batch", record.interval_ms)
-        hub.mode_changed(conn)
+    same_epoch = cmd.epoch == hub.epoch
+    since = {c: cmd.last_seq[c] for c in channels if c in cmd.last_seq} if same_epoch else {}
+    out: list[tuple[Reply, bytes | None]] = []
+    sync = True
 
-    reason = ""
-    missed = []
-    # Channels the client never got an update on: nothing to replay, a snapshot instead.
-    fresh = [c for c in channels if c not in cmd.last_seq]
-    if cmd.epoch != hub.epoch:
-        reason = "epoch_changed"
-    elif hub.history is None:
-        reason = "history_unavailable"
-    else:
-        for channel in channels:
-            if channel in cmd.last_seq:
-                got = hub.history.since(channel, cmd.last_seq[channel])
-                if got is None:
-                    reason = "history_gone"
-                    break
-                missed.extend(got)
-    if reason:
-        hub.counters.resumes_failed += 1
-        missed, fresh = [], channels
-    else:
-        hub.counters.resumes_recovered += 1
-    replay = hub.dispatcher.frames_for(conn.id, missed) if missed else None
-    if replay:
-        conn.write(replay)  # before the reply: the reply says it is all there
-    return _reply(hub, session, len(missed), reason), snapshots(conn, hub, fresh)
+    def done(found: Found | None) -> None:
+        if conn.closed:
+            hub.release(channels)
+            return
+        hub.subscribe(conn, channels)
+        if record.mode == "batch":
+            hub.dispatcher.set_mode(conn.id, "batch", record.interval_ms)
+            hub.mode_changed(conn)
+        if not same_epoch:
+            reason = "epoch_changed"
+        elif found is None:
+            reason = "history_unavailable"
+        elif found.gaps:
+            reason = "history_gone"
+        else:
+            reason = ""
+        missed = found.missed if found is not None and not reason else []
+        # Channels the client never got an update on (or all, if not recovered): snapshots.
+        fresh = set(channels) if reason else {c for c in channels if c not in since}
+        latest = [u for u in found.latest if u.channel in fresh] if found is not None else []
+        if reason:
+            hub.counters.resumes_failed += 1
+        else:
+            hub.counters.resumes_recovered += 1
+        replay = hub.dispatcher.frames_for(conn.id, missed) if missed else None
+        if replay:
+            conn.write(replay)  # before the reply: the reply says it is all there
+        snaps = hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
+        reply = _reply(hub, session, len(missed), reason)
+        if sync:
+            out.append((reply, snaps))
+            return
+        reply.id = cmd.id
+        conn.send(reply)
+        if snaps:
+            conn.write(snaps)
+
+    sync = hub.query(channels, since, done)
+    return out[0] if out else (None, None)
 
 
 def _reply(hub: EdgeHub, session: str, replayed: int, reason: str) -> Reply:

@@ -66,11 +66,10 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
         figures,
         buffer_bytes=config.bus_buffer_bytes,
         view_interval_s=config.node_view_interval,
+        history=ingest.history,
     )
     await server.start()
-    # No edge can read the replay ring over the bus yet (docs/node.md): keeping it would only
-    # cost memory and CPU.
-    await ingest.start(server.publish, keep_history=False)
+    await ingest.start(server.publish)
     log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, ingest.upstream_url)
     ready.send("ready")
     await stop.wait()
@@ -105,6 +104,7 @@ async def _edge(
         stats_interval_s=config.node_view_interval,
     )
     edge.join(bus)
+    edge.hub.remote_history = bus  # snapshots and resume fetch the ingest's history
 
     def stats() -> dict[str, Any]:
         return node_stats(worker, own(), bus.node, bus.joined)

@@ -4,7 +4,26 @@ checked against the processor's sequence numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from tickgate._core import FeedProcessor, ReplayRing, Update
+
+
+@dataclass(slots=True)
+class Found:
+    """What the history had for a query."""
+
+    #: Every update after the asked seq, per channel in order (only channels without a gap).
+    missed: list[Update] = field(default_factory=list)
+    #: Channels whose history no longer reaches back to the asked seq.
+    gaps: list[str] = field(default_factory=list)
+    #: The latest update of each asked channel that has one.
+    latest: list[Update] = field(default_factory=list)
+
+
+#: Called with what was found, or None when the history cannot be reached.
+FoundCallback = Callable[[Found | None], None]
 
 
 class History:
@@ -18,6 +37,17 @@ class History:
 
     def latest(self, channels: list[str]) -> list[Update]:
         return [u for u in map(self.ring.latest, channels) if u is not None]
+
+    def find(self, channels: list[str], since: dict[str, int]) -> Found:
+        """The latest of ``channels``, and everything after ``since[channel]`` for each given."""
+        found = Found(latest=self.latest(channels))
+        for channel, seq in since.items():
+            got = self.since(channel, seq)
+            if got is None:
+                found.gaps.append(channel)
+            else:
+                found.missed.extend(got)
+        return found
 
     def since(self, channel: str, after_seq: int) -> list[Update] | None:
         """Every update on ``channel`` after ``after_seq``, in order, or None if the ring no
