@@ -236,3 +236,31 @@ async def test_a_node_of_three_workers_resumes_clients_on_any_worker_without_a_g
                     f"{ch}: a gap or duplicate in {seqs}"
                 )
         await asyncio.gather(keeper.close(), *(f.close() for f, _ in back))
+
+
+async def test_in_a_node_resuming_closes_the_old_connection_on_whichever_worker_it_is(
+    sim: Any, redis_server: RedisServer
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from gatewaykit import FAST_UPSTREAM
+    from tickgate.config import GatewayConfig
+    from tickgate.node.supervisor import Node
+
+    config = GatewayConfig(
+        port=0, upstream_url=sim.url, upstream_token="test-token", redis_url=redis_server.url, **FAST_UPSTREAM
+    )
+    async with Node(config, 3) as node:
+        for _ in range(3):  # the new connection lands on the old one's worker or another: both close it
+            old = await subscribed(node)  # type: ignore[arg-type]
+            seen: dict[str, list[int]] = defaultdict(list)
+            record(seen, await old.collect(0.3))
+            await asyncio.sleep(0.3)  # its session is in Redis (written while connected)
+            fresh, reply = await resume(node, old, seen)  # type: ignore[arg-type]
+            assert reply["recovered"] is True, reply
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await old.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+            await fresh.push()
+            await fresh.close()

@@ -42,3 +42,6 @@ class EdgeSink(Protocol):
 
     def on_ingest(self, state: IngestState) -> None:
         """The edge joined an ingest, or lost it."""
+
+    def on_taken_elsewhere(self, session: str) -> None:
+        """A client on another edge resumed ``session``: its connection here, if any, goes."""

@@ -222,6 +222,11 @@ class BusServer:
             link.stats = json.loads(body)
         elif kind is Kind.FETCH:
             self._fetch(link, json.loads(body))
+        elif kind is Kind.TAKEN:
+            told = message(Kind.TAKEN_ELSEWHERE, body)
+            for other in self.links:
+                if other is not link:
+                    other.send(told)
         else:
             raise BusProtocolError(f"{kind.name} is not sent by an edge")
 
@@ -309,6 +314,11 @@ class BusClient(asyncio.Protocol):
         self._send(json_message(Kind.FETCH, {"id": self._fetch_ids, "channels": channels, "since": since}))
         return True
 
+    def taken(self, session: str) -> None:
+        """This edge's client resumed ``session``: every other edge closes its old connection."""
+        if self.joined:
+            self._send(message(Kind.TAKEN, session.encode()))
+
     def _fetched(self, body: bytes) -> None:
         size = int.from_bytes(body[:4], "little")
         header = json.loads(body[4 : 4 + size])
@@ -387,6 +397,8 @@ class BusClient(asyncio.Protocol):
             self.node = json.loads(body)
         elif kind is Kind.FETCHED:
             self._fetched(body)
+        elif kind is Kind.TAKEN_ELSEWHERE:
+            self._edge.on_taken_elsewhere(body.decode())
         elif kind is Kind.REFUSED:
             refusal = json.loads(body)
             self._edge.on_refused(refusal["channels"], refusal["reason"])

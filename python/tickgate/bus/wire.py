@@ -20,12 +20,14 @@ class Kind(enum.IntEnum):
     REMOVE = 3  # channels losing their last receiver on the edge
     STATS = 4  # JSON: the edge's figures, for the node-wide view
     FETCH = 5  # JSON {"id", "channels", "since"}: history for a client (snapshots, resume)
+    TAKEN = 6  # a session id: this edge's client took the session over
     # ingest -> edge
     WELCOME = 10  # JSON {"version", "epoch"}
     UPDATES = 11  # a core bus record
     REFUSED = 12  # JSON {"channels", "reason"}
     NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
     FETCHED = 14  # u32 header length, JSON {"id", "gaps", "missed"}, then a core bus record
+    TAKEN_ELSEWHERE = 15  # a session id another edge's client took over: close its old connection
 
 
 class BusProtocolError(Exception):

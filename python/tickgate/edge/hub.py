@@ -37,6 +37,8 @@ log = logging.getLogger("tickgate.edge")
 
 #: RFC 6455 "Try Again Later": the code a client closed for being too slow gets.
 CLOSE_SLOW = WSCloseCode(1013)
+#: The close code of a connection whose session was resumed on another one.
+CLOSE_RESUMED = WSCloseCode(4000)
 #: How often paused connections are checked against the lag deadline.
 LAG_CHECK_S = 0.1
 
@@ -200,6 +202,11 @@ class EdgeHub:
             # A connection that took over another session no longer answers to its own id.
             conn = handle if handle is not None and handle.session is None else None
         return conn if conn is not None and not conn.closed else None
+
+    def on_taken_elsewhere(self, session: str) -> None:
+        conn = self.live_connection(session)
+        if conn is not None:
+            conn.close(CLOSE_RESUMED, "session resumed on another connection")
 
     def query(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
         """Runs ``done`` with what the history has for a client: now when it is in this

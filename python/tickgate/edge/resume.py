@@ -16,8 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from picows import WSCloseCode
-
+from tickgate.edge.hub import CLOSE_RESUMED
 from tickgate.edge.replies import Reply
 from tickgate.sessions.history import Found
 from tickgate.sessions.memory import SessionRecord
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
     from tickgate.edge.hub import EdgeHub
 
 log = logging.getLogger("tickgate.edge")
-
-#: The close code of a connection whose session was resumed on another one.
-CLOSE_RESUMED = WSCloseCode(4000)
 
 
 def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: list[str]) -> bytes | None:
@@ -68,6 +64,8 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | N
     if old is not None:
         # Closing it keeps its session (detach), which this connection then takes.
         old.close(CLOSE_RESUMED, "session resumed on another connection")
+    elif hub.remote_history is not None:
+        hub.remote_history.taken(session)  # it may be open on another edge of the node
     record = hub.sessions.take(session)
     if record is None and isinstance(hub.sessions, RedisSessions):
         # Not this process's: another worker's, or from before a restart. Ask Redis, and
