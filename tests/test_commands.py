@@ -33,6 +33,12 @@ class FakeInterest:
     def remove(self, channels: list[str]) -> None:
         self.calls.append(("remove", list(channels)))
 
+    def fetch(self, channels: list[str], since: dict[str, int], done: Any) -> bool:
+        return False  # no ingest behind this hub: no history to ask
+
+    def taken(self, session: str) -> None:
+        pass
+
 
 class FakeConn:
     """What the hub and the commands use of a ``ClientConnection``."""

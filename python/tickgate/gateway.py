@@ -39,10 +39,9 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.ingest = Ingest(self.config)
         self.edge = Edge(self.config)
-        self.bus = InProcessBus(self.ingest.pool)
+        self.bus = InProcessBus(self.ingest.pool, self.ingest.history)
         self.edge.join(self.bus)
         self.bus.join(self.edge.hub, self.ingest.epoch)
-        self.edge.hub.history = self.ingest.history
         # Shortcuts to the parts an embedding service (and the tests) look at.
         self.processor = self.ingest.processor
         self.pool = self.ingest.pool

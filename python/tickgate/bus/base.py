@@ -8,14 +8,28 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tickgate._core import Update
+from tickgate.sessions.history import FoundCallback
 
 
 class Interest(Protocol):
-    """Where an edge reports channels gaining their first or losing their last receiver."""
+    """The bus as an edge uses it: where it reports channels gaining their first or losing
+    their last receiver, asks the ingest's history for a client, and says a client took a
+    session over."""
 
     def add(self, channels: list[str]) -> None: ...
 
     def remove(self, channels: list[str]) -> None: ...
+
+    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+        """Asks for the latest of ``channels`` and what came after ``since``; ``done`` runs
+        with the answer (at once in one process, in stream order over a bus), or with None if
+        the ingest goes away first. False (``done`` not called): no ingest to ask. Over a bus,
+        the asked channels are routed to this edge from the answer on."""
+        ...
+
+    def taken(self, session: str) -> None:
+        """A client of this edge resumed ``session``: other edges close its old connection."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

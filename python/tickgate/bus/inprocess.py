@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from tickgate._core import Update
 from tickgate.bus.base import EdgeSink, IngestState
+from tickgate.sessions.history import FoundCallback, History
 from tickgate.upstream.pool import SubscriptionPool
 
 
 class InProcessBus:
-    def __init__(self, pool: SubscriptionPool) -> None:
+    def __init__(self, pool: SubscriptionPool, history: History) -> None:
         self._pool = pool
+        self._history = history
         self._edge: EdgeSink | None = None
 
     def join(self, edge: EdgeSink, epoch: str) -> None:
@@ -24,6 +26,13 @@ class InProcessBus:
 
     def remove(self, channels: list[str]) -> None:
         self._pool.remove(channels)
+
+    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+        done(self._history.find(channels, since))
+        return True
+
+    def taken(self, session: str) -> None:
+        pass  # one edge: its hub closed the old connection itself
 
     # ingest -> edge
     def publish(self, updates: list[Update]) -> None:

@@ -141,11 +141,7 @@ class ClientConnection(WSListener):
                     return
                 binary, self._assembler = assembler.last_binary, None
             if not self.closed:
-                reply, then = commands.handle(message, binary, self, self.hub)
-                if reply is not None:
-                    self.send(reply)
-                if then:
-                    self.write(then)
+                self.respond(*commands.handle(message, binary, self, self.hub))
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
@@ -170,22 +166,25 @@ class ClientConnection(WSListener):
         if self.closed or self.transport is None:
             return
         hub = self.hub
-        raw = self._raw
-        queued = hub.dispatcher.take_outbox(self.id) if self.id else None
-        if queued:
-            raw.write(queued)
-        raw.write(encode_reply(hub.dispatcher, self.format, message))
+        self.write(encode_reply(hub.dispatcher, self.format, message))
         # Replies are not conflated: a client that keeps asking without reading is bounded
         # by the hard cap.
-        if raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
+        if self._raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
+
+    def respond(self, reply: Message | None, then: bytes | None = None) -> None:
+        """A command's outcome: its reply (None: sent later), then the frames that follow it."""
+        if reply is not None:
+            self.send(reply)
+        if then:
+            self.write(then)
 
     def write(self, frames: bytes) -> None:
         """Ready frames for this client alone (snapshots, a resume's replay), after anything
         queued before them."""
         if self.closed or self._raw is None:
             return
-        queued = self.hub.dispatcher.take_outbox(self.id)
+        queued = self.hub.dispatcher.take_outbox(self.id) if self.id else None
         if queued:
             self._raw.write(queued)
         self._raw.write(frames)

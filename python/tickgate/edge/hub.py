@@ -26,8 +26,8 @@ from tickgate.edge.liveness import Liveness
 from tickgate.edge.replies import StatusMessage, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
-from tickgate.sessions import History, MemorySessions, SessionIds, SessionRecord
-from tickgate.sessions.history import FoundCallback
+from tickgate.sessions import MemorySessions, SessionIds, SessionRecord
+from tickgate.sessions.history import Found, FoundCallback
 from tickgate.sessions.redis import RedisSessions
 
 if TYPE_CHECKING:
@@ -56,12 +56,18 @@ class EdgeCounters:
 
 
 class _NoInterest:
-    """Before the bus is joined, interest has nowhere to go."""
+    """Before the bus is joined, interest has nowhere to go and there is no history to ask."""
 
     def add(self, channels: list[str]) -> None:
         pass
 
     def remove(self, channels: list[str]) -> None:
+        pass
+
+    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+        return False
+
+    def taken(self, session: str) -> None:
         pass
 
 
@@ -116,10 +122,6 @@ class EdgeHub:
         self.session_ids = SessionIds()
         #: Connected clients holding a session they resumed (their id is not derived).
         self.resumed: dict[str, ClientConnection] = {}
-        #: The ingest's history (snapshots, resume) in this process; None in a node's edge.
-        self.history: History | None = None
-        #: In a node's edge: the bus, which fetches history from the ingest.
-        self.remote_history: Any = None
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -208,26 +210,31 @@ class EdgeHub:
         if conn is not None:
             conn.close(CLOSE_RESUMED, "session resumed on another connection")
 
-    def query(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
-        """Runs ``done`` with what the history has for a client: now when it is in this
-        process (returns True), or when the ingest answers over the bus (False)."""
-        if self.history is not None:
-            done(self.history.find(channels, since))
-            return True
-        remote = self.remote_history
-        if remote is not None and remote.fetch(channels, since, done):
-            return False
-        done(None)
-        return True
+    def query(
+        self, conn: ClientConnection, channels: list[str], since: dict[str, int], done: FoundCallback
+    ) -> bool:
+        """Runs ``done`` with what the ingest's history has for ``conn`` (None: unreachable),
+        unless ``conn`` left meanwhile. Returns whether it ran already (in one process) rather
+        than later, when the answer comes over the bus."""
+        answered = returned = False
 
-    def release(self, channels: list[str]) -> None:
-        """Channels fetched for a client that left before the answer: lets go of those that no
-        client here holds (the ingest routed them to this edge for it)."""
-        if self.remote_history is not None:
-            held = set(self.dispatcher.channels())
-            unused = [c for c in channels if c not in held]
-            if unused:
-                self.interest.remove(unused)
+        def answer(found: Found | None) -> None:
+            nonlocal answered
+            answered = True
+            if not conn.closed:
+                done(found)
+            elif returned:
+                # Over the bus the ingest routed the channels here for this client; let go of
+                # those no other client here holds.
+                held = set(self.dispatcher.channels())
+                unused = [c for c in channels if c not in held]
+                if unused:
+                    self.interest.remove(unused)
+
+        if not self.interest.fetch(channels, since, answer):
+            answer(None)
+        returned = True
+        return answered
 
     def detach(self, conn: ClientConnection) -> None:
         """Forgets a connection and its subscriptions, keeping its session for the TTL if it

@@ -38,9 +38,6 @@ def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: lis
     sync = True
 
     def done(found: Found | None) -> None:
-        if conn.closed:
-            hub.release(channels)
-            return
         hub.subscribe(conn, channels)
         snaps = (
             hub.dispatcher.frames_for(conn.id, found.latest, snapshot=True)
@@ -52,7 +49,7 @@ def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: lis
         elif snaps:
             conn.write(snaps)
 
-    sync = hub.query(channels, {}, done)
+    sync = hub.query(conn, channels, {}, done)
     return out[0]
 
 
@@ -64,8 +61,8 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | N
     if old is not None:
         # Closing it keeps its session (detach), which this connection then takes.
         old.close(CLOSE_RESUMED, "session resumed on another connection")
-    elif hub.remote_history is not None:
-        hub.remote_history.taken(session)  # it may be open on another edge of the node
+    else:
+        hub.interest.taken(session)  # it may be open on another edge of the node
     record = hub.sessions.take(session)
     if record is None and isinstance(hub.sessions, RedisSessions):
         # Not this process's: another worker's, or from before a restart. Ask Redis, and
@@ -88,9 +85,7 @@ async def _resume_from(store: RedisSessions, cmd: Resume, conn: ClientConnection
     reply, then = _restore(cmd, conn, hub, record)
     if reply is not None:
         reply.id = cmd.id
-        conn.send(reply)
-    if then:
-        conn.write(then)
+    conn.respond(reply, then)
 
 
 def _restore(
@@ -113,9 +108,6 @@ def _restore(
     sync = True
 
     def done(found: Found | None) -> None:
-        if conn.closed:
-            hub.release(channels)
-            return
         hub.subscribe(conn, channels)
         if record.mode == "batch":
             hub.dispatcher.set_mode(conn.id, "batch", record.interval_ms)
@@ -145,11 +137,9 @@ def _restore(
             out.append((reply, snaps))
             return
         reply.id = cmd.id
-        conn.send(reply)
-        if snaps:
-            conn.write(snaps)
+        conn.respond(reply, snaps)
 
-    sync = hub.query(channels, since, done)
+    sync = hub.query(conn, channels, since, done)
     return out[0] if out else (None, None)
 
 

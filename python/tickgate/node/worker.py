@@ -104,7 +104,6 @@ async def _edge(
         stats_interval_s=config.node_view_interval,
     )
     edge.join(bus)
-    edge.hub.remote_history = bus  # snapshots and resume fetch the ingest's history
 
     def stats() -> dict[str, Any]:
         return node_stats(worker, own(), bus.node, bus.joined)
