@@ -162,14 +162,15 @@ def test_index_subscribe_unsubscribe_churn(benchmark, big_index) -> None:
 @pytest.mark.parametrize("impl", ["ingest", "ingest+replay"])
 def test_replay_ring_append(benchmark, impl: str) -> None:
     """What keeping updates for resume adds to the ingest path: the same 1,000 mixed frames
-    decoded with and without appending each frame's updates to the replay ring (5-minute
-    window, 256 MiB cap), side by side."""
+    decoded with and without appending each frame's updates to the replay ring, side by side.
+    The ring is capped at 16 MiB so that, as in a long-running gateway, it is full and every
+    append also evicts (a bigger cap would only fill for longer across rounds)."""
     from tickgate._core import ReplayRing
 
     benchmark.group = "replay ring: 1000 mixed frames"
     processor = FeedProcessor("itick")
     ingest = processor.ingest
-    ring = ReplayRing(window_ms=300_000, max_bytes=256 * 1024 * 1024)
+    ring = ReplayRing(window_ms=300_000, max_bytes=16 * 1024 * 1024)
     append = ring.append
 
     if impl == "ingest":

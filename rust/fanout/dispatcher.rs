@@ -607,4 +607,4 @@ fn conflate_missed(updates: &[Arc<EncodedUpdate>]) -> Vec<&Arc<EncodedUpdate>> {
 
 #[cfg(test)]
 #[path = "dispatcher_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,8 @@ use super::*;
 use crate::encode::protobuf::pb;
 use crate::model::{MarketUpdate, Payload, Quote, Tick, TradingStatus};
 
-fn update(symbol: &str, kind: &str, seq: u64) -> Arc<EncodedUpdate> {
+/// A test update on `symbol:kind` (tick or quote) numbered `seq`; other modules' tests use it too.
+pub(crate) fn update(symbol: &str, kind: &str, seq: u64) -> Arc<EncodedUpdate> {
     let payload = match kind {
         "tick" => Payload::Tick(Tick {
             price: 100.0 + seq as f64,
