@@ -44,10 +44,9 @@ class Ingest:
     def epoch(self) -> str:
         return self.processor.epoch
 
-    async def start(self, publish: Callable[[list[Update]], None], *, keep_history: bool = True) -> None:
+    async def start(self, publish: Callable[[list[Update]], None]) -> None:
         """Connects upstream (starting the embedded simulator first when no URL is set);
-        every update decoded from then on goes to ``publish``, and into the replay ring unless
-        ``keep_history`` is off (a node's ingest, whose edges cannot read it yet)."""
+        every update decoded from then on goes into the replay ring and to ``publish``."""
         cfg = self.config
         url, token = cfg.upstream_url, cfg.upstream_token
         if cfg.embedded_upstream:
@@ -60,12 +59,9 @@ class Ingest:
             ring.append(updates)
             publish(updates)
 
-        sink = publish
-        if keep_history:
-            sink = keep_and_publish
-            self._evict_later()
+        self._evict_later()
         settings = UpstreamSettings.from_config(cfg, url, token)
-        self.upstream = ItickAdapter(settings, self.processor, sink, self.pool.refused)
+        self.upstream = ItickAdapter(settings, self.processor, keep_and_publish, self.pool.refused)
         self.pool.attach(self.upstream)
         await self.upstream.start()
 
