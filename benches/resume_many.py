@@ -1,6 +1,7 @@
 """Many clients resuming at once: how long until every one has all it missed.
 
     .venv/bin/python benches/resume_many.py [--clients 1000] [--away 2.0] [--symbols 20]
+        [--gateway-args --workers 2]
 
 Starts the iTick simulator and `tickgate serve` (processes of their own), connects N clients
 (websockets, this process) that each subscribe to the quote and tick channels of one symbol of
@@ -112,7 +113,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit(args.clients * 2 + 100)
     sim_port, gw_port = free_port(), free_port()
     sim = start(simulator_command(sim_port, "--rate", str(args.rate)), None, subprocess.DEVNULL)
-    gw = start(serve_command(gw_port, f"ws://127.0.0.1:{sim_port}/stock"), None, None)
+    gw = start(serve_command(gw_port, f"ws://127.0.0.1:{sim_port}/stock", *args.gateway_args), None, None)
     try:
         await wait_port(sim_port, sim)
         await wait_port(gw_port, gw)
@@ -141,6 +142,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report = {
             "clients": args.clients,
             "away_s": args.away,
+            "gateway_args": args.gateway_args,
             "all_resumed_s": total,
             "recovered": sum(1 for r in replies if r.get("recovered")),
             "replayed_total": sum(r.get("replayed", 0) for r in replies),
@@ -170,6 +172,9 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=float, default=10.0, help="simulator updates/s per symbol and type")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--away", type=float, default=2.0)
+    ap.add_argument(
+        "--gateway-args", nargs=argparse.REMAINDER, default=[], help="extra `tickgate serve` flags"
+    )
     a = ap.parse_args()
     report = asyncio.run(main(a))
     print(json.dumps(report, indent=2))

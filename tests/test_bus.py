@@ -17,7 +17,8 @@ from gatewaykit import wait_until
 from tickgate import DecodeError, FeedProcessor
 from tickgate._core import pack_updates, unpack_updates
 from tickgate.bus.base import IngestState
-from tickgate.bus.local import BusClient, BusServer
+from tickgate.bus.client import BusClient
+from tickgate.bus.server import BusServer
 from tickgate.bus.wire import BusProtocolError, Kind, Reader, message
 from tickgate.upstream.pool import SubscriptionPool
 

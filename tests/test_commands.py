@@ -54,6 +54,7 @@ class FakeConn:
         self.broken = False
         self.closed = False
         self.session: str | None = None
+        self.since = 0
         #: Called inside ``write``, as a transport calls ``pause_writing`` when a write crosses
         #: its high watermark.
         self.on_write: Any = None

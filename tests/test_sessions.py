@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, channel_of, start_gateway, start_simulator
+from gatewaykit import Client, channel_of, start_gateway, start_simulator, wait_until
 from tickgate.gateway import Gateway
 from tickgate.simulate import ItickSimulator
 
@@ -202,5 +202,35 @@ async def test_resuming_on_a_second_connection_closes_the_first(sim: ItickSimula
             "reason"
         )
         await third.close()
+    finally:
+        await gw.stop()
+
+
+async def test_a_session_resumed_on_another_worker_is_not_kept_by_its_old_one(sim: ItickSimulator) -> None:
+    """What an edge does when the bus says another edge's client took a session over: the old
+    connection goes (4000) and leaves nothing behind, so it can never overwrite, or be resumed
+    instead of, the session as the new connection holds it."""
+    gw = await start_gateway(sim)
+    try:
+        old = await subscribed(gw)
+        await old.push()
+        gone = await subscribed(gw)
+        await gone.push()
+        await gone.close()
+        await wait_until(lambda: len(gw.hub.connections) == 1, what="the second client detached")
+        assert gw.hub.stats()["sessions_detached"] == 1
+        gw.hub.on_taken_elsewhere(old.welcome["session"])
+        gw.hub.on_taken_elsewhere(gone.welcome["session"])
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await old.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        await wait_until(lambda: not gw.hub.connections, what="the old connection detached")
+        assert gw.hub.stats()["sessions_detached"] == 0
+        for client in (old, gone):
+            fresh = await Client.connect(gw)
+            reply = await fresh.request({"action": "resume", "session": client.welcome["session"]})
+            assert reply["recovered"] is False and reply["reason"] == "unknown_session"
+            await fresh.close()
     finally:
         await gw.stop()

@@ -63,6 +63,11 @@ impl Conflation {
         self.dropped_ticks
     }
 
+    /// Whether anything of `channel` is pending.
+    pub fn holds(&self, channel: ChannelId) -> bool {
+        self.latest.contains_key(&channel) || self.ticks.iter().any(|(c, _)| *c == channel)
+    }
+
     /// Pending updates in delivery order: conflated channels first, then the ticks.
     pub fn updates(&self) -> impl Iterator<Item = &Arc<EncodedUpdate>> + Clone {
         self.latest.values().chain(self.ticks.iter().map(|(_, u)| u))

@@ -372,6 +372,7 @@ impl Dispatcher {
         let Some(channel) = self.index.channel_id(&update.update.channel) else {
             return 0;
         };
+        self.index.note_seq(channel, update.update.seq);
         let Dispatcher {
             index,
             conns,
@@ -422,6 +423,11 @@ impl Dispatcher {
             return None;
         }
         let (format, mode) = (conn.format, conn.mode);
+        for u in updates {
+            if let Some(channel) = self.index.channel_id(&u.update.channel) {
+                self.index.note_seq(channel, u.update.seq);
+            }
+        }
         let compressor = &mut self.compressor;
         let out: Vec<u8> = if snapshot {
             updates
@@ -440,6 +446,21 @@ impl Dispatcher {
         };
         self.stats.bytes_out += out.len() as u64;
         Some(out)
+    }
+
+    /// `(channel, seq)`: the last update of each of `id`'s channels handed out to be written to
+    /// it, for the channels with nothing still queued for it (all or none while frames wait in
+    /// its outbox, which does not track channels). What its session records when it goes.
+    pub fn delivered(&self, id: ConnId) -> Vec<(Arc<str>, u64)> {
+        let Some(conn) = self.conns.get(&id) else {
+            return Vec::new();
+        };
+        if !conn.outbox.is_empty() {
+            return Vec::new();
+        }
+        let pending = conn.pending.as_deref();
+        self.index
+            .last_seqs_of(id, |ch| pending.is_none_or(|p| !p.holds(ch)))
     }
 
     /// Whatever the connection has queued, to be written before a reply so that a reply never

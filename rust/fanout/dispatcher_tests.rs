@@ -372,3 +372,34 @@ fn provider_refusal_drops_channels_from_holders() {
     assert_eq!(d.index().receiver_count("X$US:quote"), 0);
     assert_eq!(d.index().channels_of(a).len(), 1);
 }
+
+#[test]
+fn delivered_is_what_went_out_per_channel() {
+    let mut d = dispatcher();
+    let c = d.connect(Format::Json, Mode::Immediate, 0).unwrap();
+    d.subscribe(c, &["A$US:quote", "B$US:tick", "C$US:quote"]);
+    d.publish(&update("A$US", "quote", 4));
+    d.publish(&update("B$US", "tick", 7));
+    assert!(d.delivered(c).is_empty(), "frames still in the outbox: unknown");
+    flush(&mut d, 0);
+    let names = |v: Vec<(Arc<str>, u64)>| v.into_iter().map(|(c, s)| (c.to_string(), s)).collect::<Vec<_>>();
+    // C never had an update: not listed.
+    assert_eq!(
+        names(d.delivered(c)),
+        vec![("A$US:quote".into(), 4), ("B$US:tick".into(), 7)]
+    );
+    // A replay or snapshot written for it counts too.
+    d.frames_for(c, &[update("C$US", "quote", 9)], true, 0).unwrap();
+    assert_eq!(names(d.delivered(c))[2], ("C$US:quote".into(), 9));
+    // In batch mode, a channel with something pending is left out until the batch goes.
+    d.set_mode(c, Mode::Batch { interval_ms: 100 }, 0).unwrap();
+    d.publish(&update("A$US", "quote", 5));
+    assert_eq!(
+        names(d.delivered(c)),
+        vec![("B$US:tick".into(), 7), ("C$US:quote".into(), 9)]
+    );
+    let out: Vec<_> = (0..30).flat_map(|i| flush(&mut d, i * 10)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(names(d.delivered(c))[0], ("A$US:quote".into(), 5));
+    assert!(d.delivered(c + 100).is_empty());
+}

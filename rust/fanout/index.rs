@@ -17,6 +17,8 @@ pub type ChannelId = u32;
 struct ChannelSlot {
     name: Arc<str>,
     receivers: IndexSet<ConnId, FxBuildHasher>,
+    /// The seq of the last update handed to this channel's receivers (0: none yet).
+    last_seq: u64,
 }
 
 /// The outcome for one channel of a subscribe/unsubscribe call.
@@ -97,6 +99,30 @@ impl SubscriptionIndex {
             .copied()
     }
 
+    /// Records that the update with `seq` went to the channel's receivers.
+    pub fn note_seq(&mut self, id: ChannelId, seq: u64) {
+        if let Some(Some(slot)) = self.slots.get_mut(id as usize) {
+            slot.last_seq = seq;
+        }
+    }
+
+    /// `(channel, last seq handed out)` for `conn`'s channels that `keep` accepts and that
+    /// have had an update since they gained a receiver, sorted by channel.
+    pub fn last_seqs_of(&self, conn: ConnId, keep: impl Fn(ChannelId) -> bool) -> Vec<(Arc<str>, u64)> {
+        let mut out: Vec<(Arc<str>, u64)> = self
+            .by_conn
+            .get(&conn)
+            .into_iter()
+            .flatten()
+            .filter(|id| keep(**id))
+            .filter_map(|id| self.slots[*id as usize].as_ref())
+            .filter(|s| s.last_seq > 0)
+            .map(|s| (s.name.clone(), s.last_seq))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     pub fn receivers(&self, channel: &str) -> impl ExactSizeIterator<Item = ConnId> + '_ {
         self.receivers_of(self.channel_id(channel).unwrap_or(ChannelId::MAX))
     }
@@ -151,6 +177,7 @@ impl SubscriptionIndex {
         let slot = Some(ChannelSlot {
             name: name.clone(),
             receivers: IndexSet::default(),
+            last_seq: 0,
         });
         let id = match self.free.pop() {
             Some(id) => {

@@ -4,6 +4,7 @@
 //! turn, never per delivery. Batch frames shared by several connections are one `bytes`
 //! object.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
@@ -192,6 +193,16 @@ impl PyDispatcher {
             .inner
             .frames_for(conn, &held, snapshot, now_ms())
             .map(|b| PyBytes::new(py, &b)))
+    }
+
+    /// `{channel: seq}`: the last update of each of `conn`'s channels handed out to be written
+    /// to it, for channels with nothing still queued for it (what its session records).
+    fn delivered(&self, conn: ConnId) -> HashMap<String, u64> {
+        self.inner
+            .delivered(conn)
+            .into_iter()
+            .map(|(c, s)| (c.to_string(), s))
+            .collect()
     }
 
     /// Drops channels the provider refused from every holder: `[(handle, [channel, ...])]`.

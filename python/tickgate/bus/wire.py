@@ -1,6 +1,6 @@
-"""Messages of the local bus (``tickgate.bus.local``): a 5-byte header (``u32`` length of the
-body, little-endian, then a ``u8`` type) and the body. Bodies are JSON, newline-joined channel
-names, or a core bus record."""
+"""Messages of the local bus (``tickgate.bus.server``, ``tickgate.bus.client``): a 5-byte
+header (``u32`` length of the body, little-endian, then a ``u8`` type) and the body. Bodies
+are JSON, newline-joined channel names, a core bus record, or a JSON header then bytes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 HEADER = struct.Struct("<IB")
+#: Largest message either side accepts (a record of one event-loop turn's updates is far
+#: smaller; anything bigger is a corrupt stream).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 class Kind(enum.IntEnum):
@@ -21,13 +24,16 @@ class Kind(enum.IntEnum):
     STATS = 4  # JSON: the edge's figures, for the node-wide view
     FETCH = 5  # JSON {"id", "channels", "since"}: history for a client (snapshots, resume)
     TAKEN = 6  # a session id: this edge's client took the session over
+    SESSION = 7  # header {"session", "live"}, then the record (empty: none; ``SessionHost.save``)
+    CLAIM = 8  # JSON {"id", "session"}: a resume's claim on a session the ingest holds
     # ingest -> edge
     WELCOME = 10  # JSON {"version", "epoch"}
     UPDATES = 11  # a core bus record
     REFUSED = 12  # JSON {"channels", "reason"}
     NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
-    FETCHED = 14  # u32 header length, JSON {"id", "gaps", "missed"}, then a core bus record
+    FETCHED = 14  # header {"id", "gaps", "missed"}, then a core bus record
     TAKEN_ELSEWHERE = 15  # a session id another edge's client took over: close its old connection
+    CLAIMED = 16  # header {"id"}, then the record (empty: none)
 
 
 class BusProtocolError(Exception):
@@ -40,6 +46,17 @@ def message(kind: Kind, body: bytes) -> bytes:
 
 def json_message(kind: Kind, value: Any) -> bytes:
     return message(kind, json.dumps(value, separators=(",", ":")).encode())
+
+
+def headed_message(kind: Kind, header: dict[str, Any], payload: bytes) -> bytes:
+    """A JSON header (its length first, ``u32``) and bytes after it ("header" above)."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return message(kind, len(head).to_bytes(4, "little") + head + payload)
+
+
+def parse_headed(body: bytes) -> tuple[dict[str, Any], bytes]:
+    size = int.from_bytes(body[:4], "little")
+    return json.loads(body[4 : 4 + size]), body[4 + size :]
 
 
 def channels_message(kind: Kind, channels: list[str]) -> bytes:

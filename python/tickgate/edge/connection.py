@@ -63,6 +63,7 @@ class ClientConnection(WSListener):
         "paused",
         "ping_sent",
         "session",
+        "since",
         "transport",
     )
 
@@ -91,6 +92,8 @@ class ClientConnection(WSListener):
         self.ping_sent = 0.0
         #: A session this connection took over with ``resume`` (None: its own, derived from id).
         self.session: str | None = None
+        #: When its session's client first connected (Unix ms; a resume carries it over).
+        self.since = int(time.time() * 1000)
 
     def __repr__(self) -> str:
         return f"<ClientConnection #{self.id} {self.peer}>"

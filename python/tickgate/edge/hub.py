@@ -29,6 +29,7 @@ from tickgate.logs import LogThrottle
 from tickgate.sessions import MemorySessions, SessionIds, SessionRecord
 from tickgate.sessions.history import Found, FoundCallback
 from tickgate.sessions.redis import RedisSessions
+from tickgate.sessions.store import SessionStore
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
@@ -114,14 +115,17 @@ class EdgeHub:
         self._resolution_s = config.batch_timer_resolution_ms / 1000
         #: Clients were told their channels went stale (so they are told when data is back).
         self.stale_told = False
-        #: Sessions of clients that went away; ids of connected ones are derived (``SessionIds``).
+        #: Sessions of clients that went away (and, in a shared store, connected clients'
+        #: too); ids of connected ones are derived (``SessionIds``). A node's edge without
+        #: Redis is given the ingest's (``use_sessions``).
         local = MemorySessions(config.session_ttl, config.session_max_detached)
-        self.sessions: MemorySessions | RedisSessions = (
-            RedisSessions(config.redis_url, local) if config.redis_url else local
-        )
+        self.sessions: SessionStore = RedisSessions(config.redis_url, local) if config.redis_url else local
         self.session_ids = SessionIds()
         #: Connected clients holding a session they resumed (their id is not derived).
         self.resumed: dict[str, ClientConnection] = {}
+        # Connections closed because their session was resumed elsewhere: it is not theirs to
+        # keep any more (emptied as they detach).
+        self._handed_over: set[ClientConnection] = set()
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -148,6 +152,8 @@ class EdgeHub:
         was_up, self.ingest_up = self.ingest_up, state.up
         if state.up:
             self.epoch = state.epoch
+            if self.sessions.held_by_ingest:
+                self.save_live_sessions()  # a restarted ingest knows none of them
         if was_up == state.up or (state.up and not self.stale_told):
             return
         self.stale_told = not state.up
@@ -208,7 +214,14 @@ class EdgeHub:
     def on_taken_elsewhere(self, session: str) -> None:
         conn = self.live_connection(session)
         if conn is not None:
-            conn.close(CLOSE_RESUMED, "session resumed on another connection")
+            self.hand_over(conn)
+        self.sessions.released(session)
+
+    def hand_over(self, conn: ClientConnection) -> None:
+        """Closes ``conn`` (4000): its session was resumed on another connection, which holds
+        it from now on, so nothing of it is kept or written as ``conn`` goes."""
+        self._handed_over.add(conn)
+        conn.close(CLOSE_RESUMED, "session resumed on another connection")
 
     def query(
         self, conn: ClientConnection, channels: list[str], since: dict[str, int], done: FoundCallback
@@ -246,10 +259,14 @@ class EdgeHub:
         session = self.session_of(conn)
         if conn.session is not None and self.resumed.get(conn.session) is conn:
             del self.resumed[conn.session]
-        record = self._record_of(conn)
-        # Also while shutting down: with Redis, clients resume their subscriptions after a restart.
-        if record.channels:
-            self.sessions.put(session, record)
+        if conn in self._handed_over:
+            self._handed_over.discard(conn)
+        else:
+            record = self.record_of(conn, gone=True)
+            # Also while shutting down: with Redis, clients resume their subscriptions after a
+            # restart.
+            if record.channels:
+                self.sessions.put(session, record)
         last = self.dispatcher.disconnect(conn.id)
         if last:
             self.interest.remove(last)
@@ -271,29 +288,47 @@ class EdgeHub:
         self.schedule_flush()  # leaving batch mode sends what was pending at once
         self._session_changed(conn)
 
-    # -- sessions in Redis -------------------------------------------------------------------
+    # -- sessions ----------------------------------------------------------------------------
 
-    def _record_of(self, conn: ClientConnection) -> SessionRecord:
+    def use_sessions(self, store: SessionStore) -> None:
+        """Where sessions go instead of this process's memory (before clients connect)."""
+        self.sessions = store
+
+    def record_of(self, conn: ClientConnection, *, gone: bool = False) -> SessionRecord:
+        """``conn``'s session as it is now; ``gone``: as it leaves, with the last seq handed
+        out to it per channel (not kept while it is connected: that changes every update)."""
         mode, interval = self.dispatcher.mode_of(conn.id) or ("immediate", 0)
         return SessionRecord(
-            self.dispatcher.channels_of(conn.id), mode, interval, self.epoch, time.monotonic()
+            self.dispatcher.channels_of(conn.id),
+            mode,
+            interval,
+            self.epoch,
+            connected_ms=conn.since,
+            seen_ms=int(time.time() * 1000),
+            last_seq=self.dispatcher.delivered(conn.id) if gone else {},
         )
 
     def _session_changed(self, conn: ClientConnection) -> None:
-        """With Redis, a connected client's session is written too (coalesced, behind the
-        data path), so it survives this process dying without a goodbye."""
-        if isinstance(self.sessions, RedisSessions) and not conn.closed:
-            self.sessions.save_live(self.session_of(conn), self._record_of(conn))
+        """In a shared store a connected client's session is saved too (behind the data path),
+        so it survives this process dying without a goodbye."""
+        if self.sessions.shared and not conn.closed:
+            record = self.record_of(conn)
+            self.sessions.save_live(self.session_of(conn), record if record.channels else None)
 
-    def refresh_live_sessions(self) -> None:
-        """Rewrites every connected client's session before its Redis TTL runs out; runs every
-        ``session_ttl / 3`` while Redis is configured."""
-        if not isinstance(self.sessions, RedisSessions) or self.closing:
+    def save_live_sessions(self) -> None:
+        """Saves every connected client's session: after joining an ingest that holds them,
+        and every ``refresh_s`` for a store whose entries expire (Redis)."""
+        if not self.sessions.shared or self.closing:
             return
         for conn in list(self.connections):
             if not conn.closed and self.dispatcher.channels_of(conn.id):
-                self.sessions.save_live(self.session_of(conn), self._record_of(conn))
-        asyncio.get_running_loop().call_later(self.config.session_ttl / 3, self.refresh_live_sessions)
+                self.sessions.save_live(self.session_of(conn), self.record_of(conn))
+
+    def refresh_live_sessions(self) -> None:
+        if self.sessions.refresh_s is None or self.closing:
+            return
+        self.save_live_sessions()
+        asyncio.get_running_loop().call_later(self.sessions.refresh_s, self.refresh_live_sessions)
 
     def paused(self, conn: ClientConnection, paused: bool) -> None:
         """The connection's socket buffer crossed its high (``True``) or low watermark."""
@@ -364,10 +399,8 @@ class EdgeHub:
             unresponsive_closed=self.liveness.dropped,
             resumes_recovered=c.resumes_recovered,
             resumes_failed=c.resumes_failed,
-            sessions_detached=len(self.sessions),
-            sessions_expired=self.sessions.expired,
-            redis_up=int(self.sessions.up) if isinstance(self.sessions, RedisSessions) else -1,
-            redis_writes=self.sessions.writes if isinstance(self.sessions, RedisSessions) else 0,
+            redis_writes=0,
             updates_in=c.updates_in,
         )
+        s.update(self.sessions.figures())
         return s

@@ -16,11 +16,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from tickgate.edge.hub import CLOSE_RESUMED
 from tickgate.edge.replies import Reply
 from tickgate.sessions.history import Found
-from tickgate.sessions.memory import SessionRecord
-from tickgate.sessions.redis import RedisSessions
+from tickgate.sessions.record import SessionRecord
 
 if TYPE_CHECKING:
     from tickgate.edge.commands import Resume
@@ -59,28 +57,31 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | N
         return _reply(hub, session, 0, "already_attached"), None
     old = hub.live_connection(session)
     if old is not None:
-        # Closing it keeps its session (detach), which this connection then takes.
-        old.close(CLOSE_RESUMED, "session resumed on another connection")
+        # Its state as it goes, delivered seqs included, is the session this one carries on.
+        record: SessionRecord | None = hub.record_of(old, gone=True)
+        hub.hand_over(old)
     else:
         hub.interest.taken(session)  # it may be open on another edge of the node
-    record = hub.sessions.take(session)
-    if record is None and isinstance(hub.sessions, RedisSessions):
-        # Not this process's: another worker's, or from before a restart. Ask Redis, and
-        # answer when it has (the reply and what follows are sent then).
-        task = asyncio.get_running_loop().create_task(_resume_from(hub.sessions, cmd, conn, hub))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
-        return None, None
+        record = hub.sessions.take(session)
+        if record is None and hub.sessions.shared:
+            # Not this process's: another worker's, or from before a restart. Claim it from
+            # the store, and answer when it has (the reply and what follows are sent then).
+            task = asyncio.get_running_loop().create_task(_resume_from(cmd, conn, hub))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+            return None, None
     return _restore(cmd, conn, hub, record)
 
 
-#: Resumes waiting on Redis (held so they are not collected mid-flight).
+#: Resumes waiting on their store (held so they are not collected mid-flight).
 _pending: set[asyncio.Task[None]] = set()
 
 
-async def _resume_from(store: RedisSessions, cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> None:
-    record = await store.fetch(cmd.session)
+async def _resume_from(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> None:
+    record = await hub.sessions.claim(cmd.session)
     if conn.closed:
+        if record is not None:  # claimed for a client that left meanwhile: kept for it
+            hub.sessions.put(cmd.session, record)
         return
     reply, then = _restore(cmd, conn, hub, record)
     if reply is not None:
@@ -100,10 +101,15 @@ def _restore(
     if conn.session is not None and hub.resumed.get(conn.session) is conn:
         del hub.resumed[conn.session]
     conn.session = session
+    conn.since = record.connected_ms or conn.since
     hub.resumed[session] = conn
     channels = record.channels
-    same_epoch = cmd.epoch == hub.epoch
-    since = {c: cmd.last_seq[c] for c in channels if c in cmd.last_seq} if same_epoch else {}
+    # The client's own last seqs are the authority (what the network lost as the old
+    # connection dropped, only it knows); without any, what the session recorded as handed out.
+    epoch = cmd.epoch or record.epoch
+    last_seq = cmd.last_seq or (record.last_seq if record.epoch == epoch else {})
+    same_epoch = epoch == hub.epoch
+    since = {c: last_seq[c] for c in channels if c in last_seq} if same_epoch else {}
     out: list[tuple[Reply, bytes | None]] = []
     sync = True
 

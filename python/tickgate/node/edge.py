@@ -23,7 +23,7 @@ from tickgate.edge.admission import (
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.listener import make_router
 from tickgate.edge.zstd_dictionary import load_zstd_dictionary
-from tickgate.sessions.redis import RedisSessions
+from tickgate.sessions.store import SessionStore
 
 log = logging.getLogger("tickgate.edge")
 
@@ -42,9 +42,12 @@ class Edge:
         self._servers: list[Any] = []
         self._uninstall_filter: Callable[[], None] | None = None
 
-    def join(self, interest: Interest) -> None:
-        """Where interest goes: the bus's edge side. Call before ``start``."""
+    def join(self, interest: Interest, sessions: SessionStore | None = None) -> None:
+        """Where interest goes: the bus's edge side; and ``sessions``, where sessions go if not
+        to this process's memory or Redis (the ingest's, in a node). Call before ``start``."""
         self.hub.interest = interest
+        if sessions is not None:
+            self.hub.use_sessions(sessions)
 
     async def start(
         self,
@@ -63,9 +66,9 @@ class Edge:
         if cfg.client_transport == "aiofastnet":  # uvloop's own server does not report EMFILE
             self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
         self.hub.liveness.start()
-        if isinstance(self.hub.sessions, RedisSessions):
-            self.hub.sessions.start()
-            asyncio.get_running_loop().call_later(cfg.session_ttl / 3, self.hub.refresh_live_sessions)
+        self.hub.sessions.start()
+        if self.hub.sessions.refresh_s is not None:
+            asyncio.get_running_loop().call_later(self.hub.sessions.refresh_s, self.hub.refresh_live_sessions)
         router = make_router(self.hub, health, metrics, self.zstd_dictionary)
         ws_log = logging.getLogger(WS_LOGGER)
         if ws_log.level == logging.NOTSET:  # per-connection INFO lines are noise at scale
@@ -100,8 +103,7 @@ class Edge:
         if self._uninstall_filter is not None:
             self._uninstall_filter()
             self._uninstall_filter = None
-        if isinstance(self.hub.sessions, RedisSessions):
-            await self.hub.sessions.stop()
+        await self.hub.sessions.stop()
 
     @property
     def port(self) -> int:

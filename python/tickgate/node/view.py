@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 #: Per-worker figures that are not summed into the node's.
-NOT_SUMMED = frozenset({"pid", "max_connections_per_worker"})
+NOT_SUMMED = frozenset({"pid", "max_connections_per_worker", "redis_up"})
 #: What the upstream looks like before the ingest has said anything.
 UPSTREAM_UNKNOWN = {
     "provider": "unknown",
@@ -54,6 +54,11 @@ def node_stats(worker: str, own: dict[str, Any], relayed: dict[str, Any], ingest
     total["channels"] = relayed.get("channels", own["channels"])
     total["upstream"] = relayed.get("upstream", UPSTREAM_UNKNOWN)
     total["ingest"] = relayed.get("ingest", {})
+    # Redis is up for the node when every worker reaches it (-1: no Redis).
+    total["redis_up"] = min(w.get("redis_up", -1) for w in workers.values())
+    for key in ("sessions_detached", "sessions_expired"):  # the ingest holds them (no Redis)
+        if key in total["ingest"]:
+            total[key] = total["ingest"][key]
     total["ingest_up"] = ingest_up
     total["workers"] = workers
     return total

@@ -46,17 +46,21 @@ def run_ingest(config: GatewayConfig, bus_path: str, ready: Connection) -> None:
 
 
 async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop: asyncio.Event) -> None:
-    from tickgate.bus.local import BusServer
+    from tickgate.bus.server import BusServer
     from tickgate.node.ingest import Ingest
     from tickgate.node.view import process_figures
+    from tickgate.sessions.node import SessionHost
 
     ingest = Ingest(config)
+    # Without Redis, the ingest holds the node's sessions, so clients resume on any worker.
+    sessions = None if config.redis_url else SessionHost(config.session_ttl, config.session_max_detached)
 
     def figures() -> dict[str, Any]:
+        held = sessions.figures() if sessions is not None else {}
         return {
             "upstream": ingest.upstream_status(),
             "channels": len(ingest.pool.channels()),
-            "ingest": process_figures(),
+            "ingest": {**process_figures(), **held},
         }
 
     server = BusServer(
@@ -67,6 +71,7 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
         buffer_bytes=config.bus_buffer_bytes,
         view_interval_s=config.node_view_interval,
         history=ingest.history,
+        sessions=sessions,
     )
     await server.start()
     await ingest.start(server.publish)
@@ -85,10 +90,11 @@ def run_edge(config: GatewayConfig, bus_path: str, worker: str, port: int, ready
 async def _edge(
     config: GatewayConfig, bus_path: str, worker: str, port: int, ready: Connection, stop: asyncio.Event
 ) -> None:
-    from tickgate.bus.local import BusClient
+    from tickgate.bus.client import BusClient
     from tickgate.edge.metrics import make_renderer
     from tickgate.node.edge import Edge
     from tickgate.node.view import health_of, node_stats, process_figures
+    from tickgate.sessions.node import NodeSessions
 
     edge = Edge(config)
 
@@ -103,7 +109,7 @@ async def _edge(
         own,
         stats_interval_s=config.node_view_interval,
     )
-    edge.join(bus)
+    edge.join(bus, None if config.redis_url else NodeSessions(bus, config.session_ttl))
 
     def stats() -> dict[str, Any]:
         return node_stats(worker, own(), bus.node, bus.joined)

@@ -7,7 +7,7 @@ answers resumes in this process at once) and queues it; one task writes what is 
 ``FLUSH_S`` in one pipeline (``SET key value EX ttl``). While Redis is unreachable nothing is
 lost or blocked: records stay queued (bounded like the memory store, latest wins) and are
 written when it answers again; ``up`` is False meanwhile, for ``/healthz`` and ``/metrics``.
-A resume whose session is not in this process asks Redis (``GETDEL``, so a session is taken
+A resume whose session is not in this process claims it from Redis (``GETDEL``, so a session is taken
 once) with a short timeout.
 """
 
@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tickgate.logs import LogThrottle
-from tickgate.sessions.memory import MemorySessions, SessionRecord
+from tickgate.sessions.memory import MemorySessions
+from tickgate.sessions.record import SessionRecord, decode_record, encode_record
 
 log = logging.getLogger("tickgate.sessions")
 
@@ -36,21 +35,16 @@ STOP_FLUSH_S = 2.0
 LOOKUP_TIMEOUT_S = 1.0
 
 
-class _Stored(msgspec.Struct):
-    channels: list[str]
-    mode: str
-    interval_ms: int
-    epoch: str
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(_Stored).decode
-
-
 class RedisSessions:
+    shared = True
+    held_by_ingest = False
+
     def __init__(self, url: str, local: MemorySessions) -> None:
         self.url = url
         self.local = local
+        self.ttl_s = local.ttl_s
+        #: Connected clients' sessions are written again before their TTL runs out.
+        self.refresh_s: float | None = local.ttl_s / 3
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=LOOKUP_TIMEOUT_S, socket_connect_timeout=1.0
         )
@@ -70,18 +64,24 @@ class RedisSessions:
         self.local.put(session, record)
         self._queue(session, record)
 
-    def save_live(self, session: str, record: SessionRecord) -> None:
-        """A connected client's session as it is now (none left: the key goes)."""
-        self._queue(session, record if record.channels else None)
+    def save_live(self, session: str, record: SessionRecord | None) -> None:
+        """A connected client's session as it is now (None: the key goes)."""
+        self._queue(session, record)
+
+    def released(self, session: str) -> None:
+        """Resumed on another worker: a write still queued here would overwrite what the new
+        connection writes, and a copy kept here is stale."""
+        self._queued.pop(session, None)
+        self.local.take(session)
 
     def take(self, session: str) -> SessionRecord | None:
-        """This process's record (deleted from Redis too), or None: then ask ``fetch``."""
+        """This process's record (deleted from Redis too), or None: then ask ``claim``."""
         record = self.local.take(session)
         if record is not None:
             self._queue(session, None)
         return record
 
-    async def fetch(self, session: str) -> SessionRecord | None:
+    async def claim(self, session: str) -> SessionRecord | None:
         """The record from Redis, taken (so no second connection gets it), or None."""
         try:
             raw = await asyncio.wait_for(self._redis.getdel(KEY_PREFIX + session), LOOKUP_TIMEOUT_S)
@@ -90,19 +90,13 @@ class RedisSessions:
             return None
         if raw is None:
             return None
-        try:
-            stored = _decode(raw)
-        except msgspec.DecodeError:
+        record = decode_record(raw)
+        if record is None:
             log.error("session %s in Redis does not decode; ignoring it", session)
-            return None
-        return SessionRecord(stored.channels, stored.mode, stored.interval_ms, stored.epoch, time.monotonic())
+        return record
 
-    def __len__(self) -> int:
-        return len(self.local)
-
-    @property
-    def expired(self) -> int:
-        return self.local.expired
+    def figures(self) -> dict[str, int]:
+        return {**self.local.figures(), "redis_up": int(self.up), "redis_writes": self.writes}
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -165,8 +159,7 @@ class RedisSessions:
                     if record is None:
                         pipe.delete(key)
                     else:
-                        value = _Stored(record.channels, record.mode, record.interval_ms, record.epoch)
-                        pipe.set(key, _encode(value), ex=ttl)
+                        pipe.set(key, encode_record(record), ex=ttl)
                 await pipe.execute()
         except BaseException:
             # Put them back (newer ones queued meanwhile win).

@@ -1,0 +1,212 @@
+"""Sessions in a node of workers without Redis: the ingest holds them, so a client resumes on
+any worker, also after its own worker died; and what a session records for itself (the last
+seq handed out per channel) carries a client that sends no ``last_seq``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from gatewaykit import FAST_UPSTREAM, TOKEN, Client, start_gateway, start_simulator
+from test_node import per_worker, wait_metrics
+from test_sessions import drop, record, resume, subscribed
+from tickgate.config import GatewayConfig
+from tickgate.node.supervisor import Node
+from tickgate.sessions.node import SessionHost
+from tickgate.sessions.record import SessionRecord
+from tickgate.simulate import ItickSimulator
+
+
+@pytest.fixture
+async def sim() -> Any:
+    s = await start_simulator(rate=20.0)
+    yield s
+    await s.stop()
+
+
+def node_config(sim: ItickSimulator) -> GatewayConfig:
+    return GatewayConfig(
+        port=0, upstream_url=sim.url, upstream_token=TOKEN, node_view_interval=0.2, **FAST_UPSTREAM
+    )
+
+
+def assert_contiguous(seen: dict[str, list[int]]) -> None:
+    for ch, seqs in seen.items():
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{ch}: a gap or duplicate in {seqs}"
+
+
+async def test_without_redis_a_node_resumes_clients_on_any_worker_without_a_gap(sim: ItickSimulator) -> None:
+    async with Node(node_config(sim), 3) as node:
+        keeper = await subscribed(node)  # type: ignore[arg-type]  # keeps the channels streaming
+        clients = [await subscribed(node) for _ in range(9)]  # type: ignore[arg-type]
+        seen = [defaultdict(list) for _ in clients]
+        for c, s in zip(clients, seen, strict=True):
+            record(s, await c.collect(0.3))
+        await asyncio.gather(*(drop(c) for c in clients))
+        await asyncio.sleep(0.3)  # the edges notice; updates go on meanwhile
+        back = [await resume(node, c, s) for c, s in zip(clients, seen, strict=True)]  # type: ignore[arg-type]
+        for (fresh, reply), s in zip(back, seen, strict=True):
+            assert reply["recovered"] is True and reply["replayed"] > 0, reply
+            record(s, await fresh.collect(0.5))
+            assert_contiguous(s)
+        m = await wait_metrics(
+            node.url, lambda m: m.get("tickgate_resumes_recovered_total") == 9, "9 resumes"
+        )
+        assert m["tickgate_redis_up"] == -1
+        # Resumed sessions are connected clients' again: none is left detached.
+        assert m["tickgate_sessions_detached"] == 0
+        await asyncio.gather(keeper.close(), *(f.close() for f, _ in back))
+
+
+async def test_without_redis_resuming_closes_the_old_connection_on_its_worker_and_keeps_the_newer_state(
+    sim: ItickSimulator,
+) -> None:
+    async with Node(node_config(sim), 3) as node:
+        for _ in range(3):  # the new connection lands on the old one's worker or another
+            old = await subscribed(node)  # type: ignore[arg-type]
+            seen: dict[str, list[int]] = defaultdict(list)
+            record(seen, await old.collect(0.3))
+            fresh, reply = await resume(node, old, seen)  # type: ignore[arg-type]
+            assert reply["recovered"] is True, reply
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await old.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+            # The session is the new connection's now: what it changes is what comes back, not
+            # what the old connection held as it was closed.
+            assert (await fresh.request({"action": "unsubscribe", "symbols": ["700$HK"], "types": ["tick"]}))[
+                "type"
+            ] == "success"
+            await asyncio.sleep(0.2)
+            await drop(fresh)
+            await asyncio.sleep(0.3)
+            again, reply = await resume(node, fresh, seen, session=reply["session"])  # type: ignore[arg-type]
+            assert reply["recovered"] is True, reply
+            query = await again.request({"action": "query_subscribe"})
+            assert "700$HK:tick" not in query["channels"] and "700$HK:quote" in query["channels"]
+            await again.close()
+
+
+async def test_clients_of_a_killed_worker_resume_on_the_others_without_a_gap(sim: ItickSimulator) -> None:
+    async with Node(node_config(sim), 3) as node:
+        keeper = await subscribed(node)  # type: ignore[arg-type]
+        clients = [await subscribed(node) for _ in range(9)]  # type: ignore[arg-type]
+        seen = {id(c): defaultdict(list) for c in clients}
+        for c in clients:
+            record(seen[id(c)], await c.collect(0.2))
+        m = await wait_metrics(node.url, lambda m: m.get("tickgate_connections") == 10, "connections")
+        victim = max(per_worker(m).items(), key=lambda kv: kv[1])[0]
+        os.kill(node.pids()[victim], signal.SIGKILL)
+
+        async def cut_off(c: Client) -> bool:
+            """Whether ``c`` was the victim's: its connection ends within a second and a half
+            (what it had received by then is kept)."""
+            deadline = asyncio.get_running_loop().time() + 1.5
+            try:
+                while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                    record(seen[id(c)], [await c.recv(timeout=left)])
+            except ConnectionClosed:
+                return True
+            except TimeoutError:
+                pass
+            return False
+
+        gone = await asyncio.gather(*(cut_off(c) for c in clients))
+        lost = [c for c, cut in zip(clients, gone, strict=True) if cut]
+        assert lost, "the killed worker held some of the clients"
+        back = [await resume(node, c, seen[id(c)]) for c in lost]  # type: ignore[arg-type]
+        for (fresh, reply), c in zip(back, lost, strict=True):
+            # The ingest kept their sessions when their worker's link dropped.
+            assert reply["recovered"] is True, reply
+            record(seen[id(c)], await fresh.collect(0.5))
+            assert_contiguous(seen[id(c)])
+        await asyncio.gather(keeper.close(), *(f.close() for f, _ in back), *(c.close() for c in clients))
+
+
+async def test_a_resume_without_last_seq_carries_on_from_what_the_session_recorded(
+    sim: ItickSimulator,
+) -> None:
+    gw = await start_gateway(sim)
+    try:
+        keeper = await subscribed(gw)
+        c = await subscribed(gw)
+        seen: dict[str, list[int]] = defaultdict(list)
+        record(seen, await c.collect(0.5))
+        # A clean close: everything handed out reached the client, so the server's record is exact.
+        await c.close()
+        await asyncio.sleep(0.5)
+        fresh = await Client.connect(gw)
+        await fresh.send({"action": "resume", "session": c.welcome["session"]})
+        while True:
+            m = await fresh.recv()
+            if m.get("action") == "resume":
+                break
+            assert not m.get("snapshot"), "replayed, not snapshots"
+            record(seen, [m])
+        assert m["recovered"] is True and m["replayed"] > 0, m
+        record(seen, await fresh.collect(0.3))
+        assert_contiguous(seen)
+        await asyncio.gather(keeper.close(), fresh.close())
+    finally:
+        await gw.stop()
+
+
+# -- the ingest's side, unit by unit ---------------------------------------------------------
+
+
+def _record(*channels: str) -> SessionRecord:
+    return SessionRecord(list(channels), "immediate", 0, "e", connected_ms=1, seen_ms=2)
+
+
+def test_a_claim_hands_the_session_to_the_claiming_edge_and_stale_words_are_ignored() -> None:
+    host = SessionHost(ttl_s=60, max_detached=10)
+    host.save("A", "s1", _record("X:quote"), live=True)
+    claimed = host.claim("B", "s1")
+    assert claimed is not None and claimed.channels == ["X:quote"]
+    # A had sent its client's state before it heard: it must not bring the old state back.
+    host.save("A", "s1", _record("X:quote", "Y:quote"), live=False)
+    host.save("A", "s1", None, live=True)
+    assert len(host.detached) == 0 and host.figures()["sessions_live"] == 1
+    host.save("B", "s1", _record("Z:quote"), live=False)
+    again = host.claim("C", "s1")
+    assert again is not None and again.channels == ["Z:quote"]
+    assert host.claim("C", "nobody") is None
+    assert host.figures()["sessions_live"] == 1  # an unknown claim leaves nothing behind
+
+
+def test_an_edge_lost_leaves_its_clients_sessions_for_the_ttl() -> None:
+    host = SessionHost(ttl_s=60, max_detached=10)
+    host.save("A", "s1", _record("X:quote"), live=True)
+    host.save("A", "s2", _record("Y:quote"), live=True)
+    host.save("B", "s3", _record("Z:quote"), live=True)
+    host.save("A", "s2", None, live=True)  # its client unsubscribed from everything
+    host.edge_lost("A")
+    assert host.figures() == {"sessions_live": 1, "sessions_detached": 1, "sessions_expired": 0}
+    kept = host.claim("B", "s1")
+    assert kept is not None and kept.channels == ["X:quote"] and kept.seen_ms > 2
+    assert host.claim("B", "s2") is None
+
+
+def test_detached_sessions_are_bounded() -> None:
+    host = SessionHost(ttl_s=60, max_detached=3)
+    for i in range(10):
+        host.save("A", f"s{i}", _record("X:quote"), live=False)
+    assert host.figures()["sessions_detached"] == 3
+    assert host.claim("A", "s0") is None and host.claim("A", "s9") is not None
+
+
+async def test_node_metrics_count_the_ingests_sessions(sim: ItickSimulator) -> None:
+    async with Node(node_config(sim), 2) as node:
+        c = await subscribed(node)  # type: ignore[arg-type]
+        await c.push()  # subscribed once the ingest's history answered (snapshots, then data)
+        await c.close()
+        m = await wait_metrics(
+            node.url, lambda m: m.get("tickgate_sessions_detached") == 1, "a detached session"
+        )
+        assert m["tickgate_redis_up"] == -1
