@@ -20,6 +20,7 @@ import redis
 from gatewaykit import Client, channel_of, start_gateway, start_simulator
 from test_sessions import drop, record, resume, subscribed
 from tickgate.sessions.redis import KEY_PREFIX
+from tickgate.sessions.store import SessionStoreUnavailable
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -264,3 +265,44 @@ async def test_in_a_node_resuming_closes_the_old_connection_on_whichever_worker_
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
             await fresh.push()
             await fresh.close()
+
+
+async def test_a_storm_of_claims_shares_a_few_redis_connections_and_loses_no_session(
+    redis_server: RedisServer,
+) -> None:
+    """Every client of a dead worker resumes at once elsewhere: their claims go to Redis
+    together (one pipeline per round trip), not one connection each, and all are found."""
+    from tickgate.sessions.memory import MemorySessions
+    from tickgate.sessions.record import SessionRecord
+    from tickgate.sessions.redis import RedisSessions
+
+    writer = RedisSessions(redis_server.url, MemorySessions(60, 10_000))
+    writer.start()
+    sessions = [f"{i:x}.storm" for i in range(1000)]
+    for i, s in enumerate(sessions):
+        writer.put(s, SessionRecord([f"S{i}$US:quote"], "immediate", 0, "e", connected_ms=1, seen_ms=2))
+    await writer.stop()
+    assert len(redis_server.session_keys()) == 1000
+
+    claimer = RedisSessions(redis_server.url, MemorySessions(60, 10_000))
+    claimer.start()
+    try:
+        records = await asyncio.gather(*(claimer.claim(s) for s in sessions), claimer.claim("nobody"))
+        assert [r.channels for r in records[:-1] if r is not None] == [
+            [f"S{i}$US:quote"] for i in range(1000)
+        ]
+        assert records[-1] is None
+        clients = redis.Redis(port=redis_server.port).client_list()
+        assert len(clients) <= 4, f"{len(clients)} connections to Redis for one store"
+        assert redis_server.session_keys() == []  # each taken once
+    finally:
+        await claimer.stop()
+    # Redis gone: a claim says so rather than pretending the session is unknown.
+    redis_server.stop()
+    down = RedisSessions(redis_server.url, MemorySessions(60, 10))
+    down.start()
+    try:
+        with pytest.raises(SessionStoreUnavailable):
+            await down.claim(sessions[0])
+    finally:
+        await down.stop()

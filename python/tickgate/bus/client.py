@@ -120,7 +120,7 @@ class BusClient(asyncio.Protocol):
         header, raw = parse_headed(body)
         done = self._claims.pop(header["id"], None)
         if done is not None:
-            done(decode_record(raw) if raw else None)
+            done(decode_record(raw) if raw else None, True)
 
     def _fetched(self, body: bytes) -> None:
         header, record = parse_headed(body)
@@ -192,7 +192,7 @@ class BusClient(asyncio.Protocol):
             done(None)
         claims, self._claims = self._claims, {}
         for answer in claims.values():
-            answer(None)
+            answer(None, False)
         self._lost.set()
 
     def _received(self, kind: Kind, body: bytes) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from tickgate.edge.replies import Reply
 from tickgate.sessions.history import Found
 from tickgate.sessions.record import SessionRecord
+from tickgate.sessions.store import SessionStoreUnavailable
 
 if TYPE_CHECKING:
     from tickgate.edge.commands import Resume
@@ -78,26 +79,36 @@ _pending: set[asyncio.Task[None]] = set()
 
 
 async def _resume_from(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> None:
-    record = await hub.sessions.claim(cmd.session)
+    missing = "unknown_session"
+    try:
+        record = await hub.sessions.claim(cmd.session)
+    except SessionStoreUnavailable as e:
+        log.warning("resume of %s: %s", cmd.session, e)
+        record, missing = None, "sessions_unavailable"
     if conn.closed:
         if record is not None:  # claimed for a client that left meanwhile: kept for it
             hub.sessions.put(cmd.session, record)
         return
-    reply, then = _restore(cmd, conn, hub, record)
+    reply, then = _restore(cmd, conn, hub, record, missing)
     if reply is not None:
         reply.id = cmd.id
     conn.respond(reply, then)
 
 
 def _restore(
-    cmd: Resume, conn: ClientConnection, hub: EdgeHub, record: SessionRecord | None
+    cmd: Resume,
+    conn: ClientConnection,
+    hub: EdgeHub,
+    record: SessionRecord | None,
+    missing: str = "unknown_session",
 ) -> tuple[Reply | None, bytes | None]:
     """Takes the session over and restores it once the history has answered: now in one
-    process (returns the reply), or later over the bus (sends it then, returns None)."""
+    process (returns the reply), or later over the bus (sends it then, returns None).
+    ``missing``: the reason given if there is no ``record``."""
     session = cmd.session
     if record is None:
         hub.counters.resumes_failed += 1
-        return _reply(hub, session, 0, "unknown_session"), None
+        return _reply(hub, session, 0, missing), None
     if conn.session is not None and hub.resumed.get(conn.session) is conn:
         del hub.resumed[conn.session]
     conn.session = session

@@ -18,11 +18,13 @@ from typing import Protocol
 
 from tickgate.sessions.memory import MemorySessions
 from tickgate.sessions.record import SessionRecord
+from tickgate.sessions.store import SessionStoreUnavailable
 
 #: How long a resume waits for the ingest before answering ``unknown_session``.
 CLAIM_TIMEOUT_S = 1.0
 
-ClaimCallback = Callable[[SessionRecord | None], None]
+#: Runs with ``(record or None, True)``: the ingest's answer; ``(None, False)``: it went first.
+ClaimCallback = Callable[[SessionRecord | None, bool], None]
 
 
 class SessionLink(Protocol):
@@ -34,7 +36,7 @@ class SessionLink(Protocol):
 
     def claim_session(self, session: str, done: ClaimCallback) -> bool:
         """Asks the ingest for ``session``'s record, taken; ``done`` runs with the answer (or
-        None if the ingest goes first). False (``done`` not called): no ingest joined."""
+        ``(None, False)`` if the ingest goes first). False (``done`` not called): no ingest."""
         ...
 
 
@@ -59,18 +61,21 @@ class NodeSessions:
         return None  # nothing is kept here: ``claim``
 
     async def claim(self, session: str) -> SessionRecord | None:
-        answer: asyncio.Future[SessionRecord | None] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[tuple[SessionRecord | None, bool]] = asyncio.get_running_loop().create_future()
 
-        def done(record: SessionRecord | None) -> None:
+        def done(record: SessionRecord | None, answered: bool) -> None:
             if not answer.done():
-                answer.set_result(record)
+                answer.set_result((record, answered))
 
         if not self._link.claim_session(session, done):
-            return None
+            raise SessionStoreUnavailable("the ingest is away")
         try:
-            return await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+            record, answered = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
         except TimeoutError:
-            return None
+            raise SessionStoreUnavailable("the ingest did not answer in time") from None
+        if not answered:
+            raise SessionStoreUnavailable("the ingest went away")
+        return record
 
     def released(self, session: str) -> None:
         pass  # the ingest ignores what this edge may still send of it

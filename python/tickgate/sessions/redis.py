@@ -7,8 +7,9 @@ answers resumes in this process at once) and queues it; one task writes what is 
 ``FLUSH_S`` in one pipeline (``SET key value EX ttl``). While Redis is unreachable nothing is
 lost or blocked: records stay queued (bounded like the memory store, latest wins) and are
 written when it answers again; ``up`` is False meanwhile, for ``/healthz`` and ``/metrics``.
-A resume whose session is not in this process claims it from Redis (``GETDEL``, so a session is taken
-once) with a short timeout.
+A resume whose session is not in this process claims it from Redis (``GETDEL``, so a session is
+taken once). Claims made meanwhile go together in one pipeline, so a storm of resumes (every
+client of a dead worker at once) is a few round trips on one connection, not a connection each.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 from tickgate.logs import LogThrottle
 from tickgate.sessions.memory import MemorySessions
 from tickgate.sessions.record import SessionRecord, decode_record, encode_record
+from tickgate.sessions.store import SessionStoreUnavailable
 
 log = logging.getLogger("tickgate.sessions")
 
@@ -31,7 +33,7 @@ KEY_PREFIX = "tickgate:session:"
 FLUSH_S = 0.1
 #: How long stopping waits to write the last sessions out.
 STOP_FLUSH_S = 2.0
-#: How long a resume waits for Redis before answering ``unknown_session``.
+#: How long a resume waits for Redis before answering ``sessions_unavailable``.
 LOOKUP_TIMEOUT_S = 1.0
 
 
@@ -51,6 +53,9 @@ class RedisSessions:
         # session -> record to write (None: delete), in the order they came.
         self._queued: dict[str, SessionRecord | None] = {}
         self._task: asyncio.Task[None] | None = None
+        # Claims waiting for the next GETDEL pipeline, and the task sending them.
+        self._claims: list[tuple[str, asyncio.Future[bytes | None]]] = []
+        self._claimer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
         self._errors = LogThrottle(log)
@@ -83,17 +88,43 @@ class RedisSessions:
 
     async def claim(self, session: str) -> SessionRecord | None:
         """The record from Redis, taken (so no second connection gets it), or None."""
+        answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._claims.append((session, answer))
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.get_running_loop().create_task(self._send_claims())
         try:
-            raw = await asyncio.wait_for(self._redis.getdel(KEY_PREFIX + session), LOOKUP_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError) as e:
-            self._failed(e)
-            return None
+            raw = await asyncio.wait_for(asyncio.shield(answer), LOOKUP_TIMEOUT_S)
+        except TimeoutError:
+            answer.cancel()  # so an answer coming later is put back, not lost
+            raise SessionStoreUnavailable("Redis did not answer in time") from None
         if raw is None:
             return None
         record = decode_record(raw)
         if record is None:
             log.error("session %s in Redis does not decode; ignoring it", session)
         return record
+
+    async def _send_claims(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims, []
+            try:
+                # No timeout of its own: a cancelled command could take a session and lose it.
+                # The socket timeout bounds it; a claimant gone meanwhile gets it put back.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for session, _ in batch:
+                        pipe.getdel(KEY_PREFIX + session)
+                    values = await pipe.execute()
+            except (RedisError, OSError, TimeoutError) as e:
+                self._failed(e)
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(SessionStoreUnavailable(f"Redis: {e}"))
+                continue
+            for (session, answer), raw in zip(batch, values, strict=True):
+                if not answer.done():
+                    answer.set_result(raw)
+                elif raw is not None and (record := decode_record(raw)) is not None:
+                    self.put(session, record)
 
     def figures(self) -> dict[str, int]:
         return {**self.local.figures(), "redis_up": int(self.up), "redis_writes": self.writes}

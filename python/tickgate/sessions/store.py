@@ -16,6 +16,10 @@ from typing import Protocol
 from tickgate.sessions.record import SessionRecord
 
 
+class SessionStoreUnavailable(Exception):
+    """The store holding shared sessions did not answer (Redis down or slow, ingest away)."""
+
+
 class SessionStore(Protocol):
     ttl_s: float
     #: Whether ``claim`` can find sessions ``take`` does not (another process's).
@@ -35,7 +39,8 @@ class SessionStore(Protocol):
         """This process's record of ``session``, removed; None: ask ``claim``."""
 
     async def claim(self, session: str) -> SessionRecord | None:
-        """The record from beyond this process, taken so that no other connection gets it."""
+        """The record from beyond this process, taken so that no other connection gets it;
+        None if there is none. Raises ``SessionStoreUnavailable`` if the store did not answer."""
 
     def released(self, session: str) -> None:
         """``session`` was resumed elsewhere: write nothing more of it from here."""
