@@ -135,14 +135,17 @@ async def test_redis_going_away_stops_no_data_and_loses_no_session(
                     break
                 await asyncio.sleep(0.05)
         assert gw.hub.sessions.up is False  # type: ignore[union-attr]
-        health = gw.stats()
-        assert health["redis_up"] == 0
+        assert gw.stats()["redis_up"] == 0
+        health = gw.health()
+        assert health["status"] == "ok"  # data flows: Redis down only shows under sessions
+        assert health["sessions"] == {"store": "redis", "detached": 1, "redis": "down"}
         redis_server.start()  # back, empty: the queued session is written again
         deadline = time.monotonic() + 10
         while not redis_server.session_keys():
             assert time.monotonic() < deadline, "the session was not written when Redis came back"
             await asyncio.sleep(0.1)
         assert gw.hub.sessions.up is True  # type: ignore[union-attr]
+        assert gw.health()["sessions"]["redis"] == "up"
         # And the client resumes without a gap (from this process's memory).
         fresh, reply = await resume(gw, c, seen)
         assert reply["recovered"] is True and reply["replayed"] > 0, reply

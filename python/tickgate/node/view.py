@@ -64,6 +64,19 @@ def node_stats(worker: str, own: dict[str, Any], relayed: dict[str, Any], ingest
     return total
 
 
+def sessions_health(stats: dict[str, Any]) -> dict[str, Any]:
+    """Where sessions are and whether that store answers. Redis being down never stops live
+    data (sessions wait in memory), so it shows here rather than in ``status``."""
+    redis_up = stats.get("redis_up", -1)
+    out: dict[str, Any] = {
+        "store": "memory" if redis_up < 0 else "redis",
+        "detached": stats.get("sessions_detached", 0),
+    }
+    if redis_up >= 0:
+        out["redis"] = "up" if redis_up else "down"
+    return out
+
+
 def health_of(stats: dict[str, Any], epoch: str) -> dict[str, Any]:
     """``/healthz``: ``ok`` while the upstream is ready (and, in a node, the ingest joined)."""
     ready = stats["upstream"]["state"] == "ready" and stats.get("ingest_up", True)
@@ -73,6 +86,7 @@ def health_of(stats: dict[str, Any], epoch: str) -> dict[str, Any]:
         "upstream": stats["upstream"],
         "connections": stats["connections"],
         "subscriptions": {"channels": stats["channels"], "pairs": stats["subscriptions"]},
+        "sessions": sessions_health(stats),
     }
     if "workers" in stats:
         out["ingest"] = {"up": stats["ingest_up"], **stats["ingest"]}
