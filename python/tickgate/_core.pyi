@@ -164,8 +164,11 @@ class Dispatcher:
     def publish_packed(self, record: bytes) -> tuple[int, int]:
         """Fans out a bus record from ``pack_updates``: ``(updates, receivers reached)``;
         raises ``DecodeError`` if it is corrupt."""
-    def frames_for(self, conn: int, updates: list[Update], snapshot: bool = False) -> bytes | None:
-        """``updates`` for ``conn`` alone in its format (snapshots, or a resume's missed updates)."""
+    def frames_for(
+        self, conn: int, updates: list[Update], snapshot: bool = False, refresh: bool = False
+    ) -> bytes | None:
+        """``updates`` for ``conn`` alone in its format: snapshots, refreshes (data back after
+        its channels were stale), or a resume's missed updates."""
     def delivered(self, conn: int) -> dict[str, int]:
         """``{channel: seq}`` last handed out to ``conn``, for channels with nothing queued."""
     def take_outbox(self, conn: int) -> bytes | None: ...

@@ -40,11 +40,13 @@ class GatewayConfig:
     upstream_token: str | None = field(default=None, repr=False)
     upstream_auth: AuthMode = "header"
     upstream_unsubscribe: UnsubscribeMode = "message"
-    upstream_ping_interval: float = 30.0
-    upstream_pong_timeout: float = 10.0
+    # A frozen provider (TCP open, nothing answering) is found within ping + pong: 10 s.
+    upstream_ping_interval: float = 5.0
+    upstream_pong_timeout: float = 4.0
     upstream_idle_timeout: float = 60.0
     upstream_data_timeout: float = 300.0
     upstream_connect_timeout: float = 10.0
+    upstream_auth_timeout: float = 10.0
     upstream_backoff_initial: float = 0.5
     upstream_backoff_max: float = 30.0
     upstream_subscribe_chunk: int = 200
@@ -144,6 +146,7 @@ _POSITIVE = (
     "upstream_pong_timeout",
     "upstream_idle_timeout",
     "upstream_connect_timeout",
+    "upstream_auth_timeout",
     "max_message_bytes",
     "max_channels_per_connection",
     "max_send_buffer_bytes",

@@ -101,19 +101,29 @@ impl EncodedUpdate {
     }
 
     /// This update marked as a snapshot, for one receiver (not cached: snapshots are sent once
-    /// per subscribe): JSON gets `"snapshot":true`, Protobuf is `ServerMessage.snapshot`.
-    pub fn snapshot_frame(&self, format: Format, compressor: &mut Compressor) -> Vec<u8> {
+    /// per subscribe): JSON gets `"snapshot":true`, Protobuf is `ServerMessage.snapshot`. A
+    /// `refresh` (the channel's state when its data came back after being stale) also gets
+    /// `"refresh":true` in JSON and is `ServerMessage.refresh`.
+    pub fn snapshot_frame(&self, format: Format, compressor: &mut Compressor, refresh: bool) -> Vec<u8> {
+        let marker: &[u8] = if refresh {
+            br#","snapshot":true,"refresh":true}"#
+        } else {
+            br#","snapshot":true}"#
+        };
         match format {
             Format::Json => {
                 let push = self.json_payload();
-                let mut payload = Vec::with_capacity(push.len() + 16);
+                let mut payload = Vec::with_capacity(push.len() + marker.len());
                 payload.extend_from_slice(&push[..push.len() - 1]); // the push's closing brace
-                payload.extend_from_slice(br#","snapshot":true}"#);
+                payload.extend_from_slice(marker);
                 frame(Opcode::Text, &payload)
             }
-            Format::Proto => frame(Opcode::Binary, &protobuf::snapshot_message(self.proto().update())),
+            Format::Proto => frame(
+                Opcode::Binary,
+                &protobuf::snapshot_message(self.proto().update(), refresh),
+            ),
             Format::ProtoZstd => {
-                compressor.compress_framed(&protobuf::snapshot_message(self.proto().update()))
+                compressor.compress_framed(&protobuf::snapshot_message(self.proto().update(), refresh))
             }
         }
     }

@@ -88,6 +88,7 @@ pub fn encode_update(u: &MarketUpdate) -> Vec<u8> {
 const SERVER_MESSAGE_UPDATE_TAG: u8 = (1 << 3) | 2;
 const SERVER_MESSAGE_BATCH_TAG: u8 = (2 << 3) | 2;
 const SERVER_MESSAGE_SNAPSHOT_TAG: u8 = (6 << 3) | 2;
+const SERVER_MESSAGE_REFRESH_TAG: u8 = (7 << 3) | 2;
 /// `Batch.updates` (1, length-delimited), `Batch.timestamp_ms` (2, varint), `Batch.dropped_ticks` (3, varint).
 const BATCH_UPDATES_TAG: u8 = (1 << 3) | 2;
 const BATCH_TIMESTAMP_TAG: u8 = 2 << 3;
@@ -157,10 +158,15 @@ impl ProtoEncoded {
     }
 }
 
-/// `ServerMessage.snapshot` (field 6) around already-encoded `Update` bytes.
-pub fn snapshot_message(update: &[u8]) -> Vec<u8> {
+/// `ServerMessage.snapshot` (field 6), or `.refresh` (field 7), around already-encoded
+/// `Update` bytes.
+pub fn snapshot_message(update: &[u8], refresh: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(update.len() + 6);
-    out.push(SERVER_MESSAGE_SNAPSHOT_TAG);
+    out.push(if refresh {
+        SERVER_MESSAGE_REFRESH_TAG
+    } else {
+        SERVER_MESSAGE_SNAPSHOT_TAG
+    });
     encode_varint(update.len() as u64, &mut out);
     out.extend_from_slice(update);
     out
@@ -244,7 +250,7 @@ mod tests {
     #[test]
     fn snapshot_decodes_with_prost() {
         let u = quote(9);
-        let msg = pb::ServerMessage::decode(snapshot_message(&encode_update(&u)).as_slice()).unwrap();
+        let msg = pb::ServerMessage::decode(snapshot_message(&encode_update(&u), false).as_slice()).unwrap();
         assert_eq!(
             msg.message,
             Some(pb::server_message::Message::Snapshot(to_message(&u)))

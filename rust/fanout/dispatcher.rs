@@ -60,6 +60,17 @@ pub enum Mode {
     Batch { interval_ms: u32 },
 }
 
+/// What `Dispatcher::frames_for` sends updates as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// Updates a resuming client missed: plain pushes (one batch in batch mode).
+    Missed,
+    /// The latest of channels just subscribed.
+    Snapshot,
+    /// The current state of channels whose data came back after they were stale.
+    Refresh,
+}
+
 /// Running totals, read by `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DispatcherStats {
@@ -408,14 +419,14 @@ impl Dispatcher {
     }
 
     /// `updates` for connection `id` alone, in its format, to be written after what is queued
-    /// for it (resume, snapshots): as snapshots if `snapshot`; else as pushes, or for a
-    /// batch-mode client one batch (conflated channels' latest, every tick). `None` for an
-    /// unknown connection or nothing to send.
+    /// for it: snapshots (after a subscribe), refreshes (data back after a channel was stale),
+    /// or missed updates (a resume) as pushes, or for a batch-mode client one batch (conflated
+    /// channels' latest, every tick). `None` for an unknown connection or nothing to send.
     pub fn frames_for(
         &mut self,
         id: ConnId,
         updates: &[Arc<EncodedUpdate>],
-        snapshot: bool,
+        marked: Marked,
         now_ms: i64,
     ) -> Option<Vec<u8>> {
         let conn = self.conns.get(&id)?;
@@ -429,10 +440,11 @@ impl Dispatcher {
             }
         }
         let compressor = &mut self.compressor;
-        let out: Vec<u8> = if snapshot {
+        let out: Vec<u8> = if marked != Marked::Missed {
+            let refresh = marked == Marked::Refresh;
             updates
                 .iter()
-                .flat_map(|u| u.snapshot_frame(format, compressor))
+                .flat_map(|u| u.snapshot_frame(format, compressor, refresh))
                 .collect()
         } else if mode == Mode::Immediate {
             let mut out = Vec::new();

@@ -7,6 +7,6 @@ pub mod outbox;
 pub mod slab;
 pub mod wheel;
 
-pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Mode};
+pub use dispatcher::{Dispatcher, DispatcherLimits, DispatcherStats, Marked, Mode};
 pub use index::{Change, ChannelId, ConnId, SubscriptionIndex};
 pub use outbox::{Frames, Outgoing};

@@ -21,7 +21,7 @@ use crate::encode::bus;
 use crate::encode::format::frame_message;
 use crate::encode::{EncodedUpdate, Format};
 use crate::fanout::slab::SideTable;
-use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Mode, Outgoing};
+use crate::fanout::{ConnId, Dispatcher, DispatcherLimits, Marked, Mode, Outgoing};
 use crate::state::now_ms;
 
 #[pyclass(module = "tickgate._core", name = "Dispatcher")]
@@ -178,20 +178,27 @@ impl PyDispatcher {
     }
 
     /// `updates` for `conn` alone, in its format, as bytes to write after its queued frames
-    /// (`take_outbox` first): snapshots when `snapshot`, else the missed updates of a resume
-    /// (one batch for a batch-mode client). `None` for an unknown connection or no updates.
-    #[pyo3(signature = (conn, updates, snapshot = false))]
+    /// (`take_outbox` first): snapshots when `snapshot`, refreshes when `refresh` (data back
+    /// after the channels were stale), else the missed updates of a resume (one batch for a
+    /// batch-mode client). `None` for an unknown connection or no updates.
+    #[pyo3(signature = (conn, updates, snapshot = false, refresh = false))]
     fn frames_for<'py>(
         &mut self,
         py: Python<'py>,
         conn: ConnId,
         updates: &Bound<'py, PyList>,
         snapshot: bool,
+        refresh: bool,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let held = held_updates(updates)?;
+        let marked = match (snapshot, refresh) {
+            (_, true) => Marked::Refresh,
+            (true, false) => Marked::Snapshot,
+            (false, false) => Marked::Missed,
+        };
         Ok(self
             .inner
-            .frames_for(conn, &held, snapshot, now_ms())
+            .frames_for(conn, &held, marked, now_ms())
             .map(|b| PyBytes::new(py, &b)))
     }
 

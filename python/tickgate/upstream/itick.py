@@ -93,6 +93,7 @@ class ItickAdapter:
         self._transport: WSTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready_at = 0.0
+        self._connected_at = 0.0
         self._last_rx = 0.0
         self._last_data = 0.0
         self._last_ping = 0.0
@@ -242,6 +243,12 @@ class ItickAdapter:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            if (
+                self._state is UpstreamState.AUTHENTICATING
+                and now - self._connected_at > self.settings.auth_timeout
+            ):
+                self._kill(transport, f"not authenticated within {self.settings.auth_timeout:.1f}s")
+                return
             if self._pong_due is not None and now > self._pong_due:
                 self._kill(transport, f"no pong within {self.settings.pong_timeout:.1f}s")
                 return
@@ -267,7 +274,7 @@ class ItickAdapter:
     def _on_connected(self, transport: WSTransport) -> None:
         self._transport = transport
         self._state = UpstreamState.AUTHENTICATING
-        self._last_rx = self._last_ping = self._last_data = time.monotonic()
+        self._connected_at = self._last_rx = self._last_ping = self._last_data = time.monotonic()
         if self.settings.auth == "message":
             self._send({"ac": "auth", "params": self.settings.token})
 
@@ -310,8 +317,9 @@ class ItickAdapter:
                     self._send_subscribe(sorted(self._wanted))
                 self.ready_event.set()
             else:
-                self.last_error = f"auth failed: {event.message}"
-                log.error("upstream %s: %s", self.url, self.last_error)
+                # Retried with backoff (a token fixed at the provider's end comes back by itself).
+                if self._transport is not None:
+                    self._kill(self._transport, f"auth failed: {event.message}")
         elif kind == "subscribe":
             channels = self._pending.popleft() if self._pending else []
             if not event.ok:

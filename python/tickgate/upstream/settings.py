@@ -24,6 +24,7 @@ class UpstreamSettings:
     idle_timeout: float
     data_timeout: float
     connect_timeout: float
+    auth_timeout: float
     backoff_initial: float
     backoff_max: float
     subscribe_chunk: int
@@ -42,6 +43,7 @@ class UpstreamSettings:
             idle_timeout=config.upstream_idle_timeout,
             data_timeout=config.upstream_data_timeout,
             connect_timeout=config.upstream_connect_timeout,
+            auth_timeout=config.upstream_auth_timeout,
             backoff_initial=config.upstream_backoff_initial,
             backoff_max=config.upstream_backoff_max,
             subscribe_chunk=config.upstream_subscribe_chunk,
