@@ -16,7 +16,7 @@ import pytest
 from gatewaykit import wait_until
 from tickgate import DecodeError, FeedProcessor
 from tickgate._core import pack_updates, unpack_updates
-from tickgate.bus.base import IngestState
+from tickgate.bus.base import FeedState, IngestState
 from tickgate.bus.client import BusClient
 from tickgate.bus.server import BusServer
 from tickgate.bus.wire import BusProtocolError, Kind, Reader, message
@@ -32,6 +32,7 @@ class RecordingEdge:
         self.updates: list[Any] = []
         self.refused: list[tuple[list[str], str]] = []
         self.states: list[IngestState] = []
+        self.feeds: list[FeedState] = []
         self.channels: list[str] = []
 
     def publish(self, updates: list[Any]) -> None:
@@ -45,6 +46,9 @@ class RecordingEdge:
 
     def on_ingest(self, state: IngestState) -> None:
         self.states.append(state)
+
+    def on_feed(self, state: FeedState) -> None:
+        self.feeds.append(state)
 
 
 @pytest.fixture
@@ -179,3 +183,23 @@ def test_a_corrupt_record_is_a_decode_error() -> None:
     assert len(unpack_updates(record)) == 2
     with pytest.raises(DecodeError):
         unpack_updates(record[:-3])
+
+
+async def test_every_edge_is_told_the_feed_state_in_stream_order_and_on_joining(
+    bus: tuple[BusServer, SubscriptionPool],
+) -> None:
+    server, _ = bus
+    a, edge_a = await _join(server, "edge-a")
+    assert edge_a.feeds == [FeedState(up=True)]
+    a.add(["AAPL$US:quote"])
+    await asyncio.sleep(0.05)
+    server.publish(_updates(QUOTE))
+    server.feed(FeedState(up=False, reason="upstream_down"))
+    await wait_until(lambda: len(edge_a.feeds) == 2, what="the feed state")
+    assert edge_a.feeds[1] == FeedState(up=False, reason="upstream_down")
+    assert len(edge_a.updates) == 1  # what was published before it came first
+    b, edge_b = await _join(server, "edge-b")  # a newcomer learns the state as it joins
+    assert edge_b.feeds == [FeedState(up=False, reason="upstream_down")]
+    server.feed(FeedState(up=True))
+    await wait_until(lambda: edge_b.feeds[-1].up and edge_a.feeds[-1].up, what="back up")
+    await asyncio.gather(a.stop(), b.stop())

@@ -63,7 +63,7 @@ class Gateway:
 
     async def start(self) -> None:
         try:
-            await self.ingest.start(self.bus.publish)
+            await self.ingest.start(self.bus.publish, self.bus.feed)
             await self.edge.start(self.health, self._render_metrics)
         except BaseException:
             # Whatever did start (simulator, upstream task) must not outlive a failed start.

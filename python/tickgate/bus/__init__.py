@@ -15,7 +15,7 @@ edges that hold a receiver. A broker between nodes (Redis, NATS) would be a thir
 implementation of the same two sides.
 """
 
-from tickgate.bus.base import EdgeSink, IngestState, Interest
+from tickgate.bus.base import EdgeSink, FeedState, IngestState, Interest
 from tickgate.bus.inprocess import InProcessBus
 
-__all__ = ["EdgeSink", "InProcessBus", "IngestState", "Interest"]
+__all__ = ["EdgeSink", "FeedState", "InProcessBus", "IngestState", "Interest"]

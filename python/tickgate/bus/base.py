@@ -42,6 +42,15 @@ class IngestState:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """Whether the provider feed behind the ingest is delivering: clients' channels are
+    ``stale`` with ``reason`` (``upstream_down``, ``provider_silent``, ...) while it is not."""
+
+    up: bool
+    reason: str = ""
+
+
 class EdgeSink(Protocol):
     """What the bus delivers to an edge."""
 
@@ -56,6 +65,9 @@ class EdgeSink(Protocol):
 
     def on_ingest(self, state: IngestState) -> None:
         """The edge joined an ingest, or lost it."""
+
+    def on_feed(self, state: FeedState) -> None:
+        """The ingest's provider feed went down or came back."""
 
     def on_taken_elsewhere(self, session: str) -> None:
         """A client on another edge resumed ``session``: its connection here, if any, goes."""

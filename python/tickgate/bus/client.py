@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from tickgate._core import BUS_RECORD_VERSION, unpack_updates
-from tickgate.bus.base import EdgeSink, IngestState
+from tickgate.bus.base import EdgeSink, FeedState, IngestState
 from tickgate.bus.wire import (
     MAX_MESSAGE_BYTES,
     BusProtocolError,
@@ -32,6 +32,7 @@ from tickgate.bus.wire import (
 from tickgate.sessions.history import Found, FoundCallback
 from tickgate.sessions.node import ClaimCallback
 from tickgate.sessions.record import SessionRecord, decode_record, encode_record
+from tickgate.status import StaleReason
 
 log = logging.getLogger("tickgate.bus")
 
@@ -185,7 +186,7 @@ class BusClient(asyncio.Protocol):
             self._stats_timer = None
         if self.joined and not self._stopping:
             log.warning("lost the ingest on the bus (%s); re-joining", exc or "closed")
-            self._edge.on_ingest(IngestState(up=False, epoch="", reason="ingest_down"))
+            self._edge.on_ingest(IngestState(up=False, epoch="", reason=StaleReason.INGEST_DOWN))
         self.joined = False
         fetches, self._fetches = self._fetches, {}
         for done in fetches.values():
@@ -202,6 +203,9 @@ class BusClient(asyncio.Protocol):
             self.node = json.loads(body)
         elif kind is Kind.FETCHED:
             self._fetched(body)
+        elif kind is Kind.FEED:
+            feed = json.loads(body)
+            self._edge.on_feed(FeedState(up=bool(feed["up"]), reason=str(feed["reason"])))
         elif kind is Kind.CLAIMED:
             self._claimed(body)
         elif kind is Kind.TAKEN_ELSEWHERE:
@@ -219,6 +223,9 @@ class BusClient(asyncio.Protocol):
             if channels:
                 self._send(channels_message(Kind.ADD, channels))
             self._report_stats()
+            feed = welcome.get("feed") or {"up": True, "reason": ""}
+            # The feed first: joining then tells clients one state, the node's as it is now.
+            self._edge.on_feed(FeedState(up=bool(feed["up"]), reason=str(feed["reason"])))
             self._edge.on_ingest(IngestState(up=True, epoch=welcome["epoch"]))
         else:
             raise BusProtocolError(f"{kind.name} is not sent by the ingest")

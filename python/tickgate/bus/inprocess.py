@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tickgate._core import Update
-from tickgate.bus.base import EdgeSink, IngestState
+from tickgate.bus.base import EdgeSink, FeedState, IngestState
 from tickgate.sessions.history import FoundCallback, History
 from tickgate.upstream.pool import SubscriptionPool
 
@@ -38,3 +38,7 @@ class InProcessBus:
     def publish(self, updates: list[Update]) -> None:
         if self._edge is not None:
             self._edge.publish(updates)
+
+    def feed(self, state: FeedState) -> None:
+        if self._edge is not None:
+            self._edge.on_feed(state)

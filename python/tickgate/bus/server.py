@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from tickgate._core import BUS_RECORD_VERSION, Update, pack_updates
+from tickgate.bus.base import FeedState
 from tickgate.bus.wire import (
     MAX_MESSAGE_BYTES,
     BusProtocolError,
@@ -113,6 +114,8 @@ class BusServer:
         self.buffer_bytes = buffer_bytes
         self._view_interval_s = view_interval_s
         self.links: set[_EdgeLink] = set()
+        #: The provider feed's state, as edges are told (on joining, and on each change).
+        self.feed_state = FeedState(up=True)
         self._pending: list[Update] = []
         self._flush_scheduled = False
         self._server: asyncio.AbstractServer | None = None
@@ -169,6 +172,15 @@ class BusServer:
             if parts:
                 link.send(message(Kind.UPDATES, b"".join(parts)))
 
+    def feed(self, state: FeedState) -> None:
+        """The ingest's feed sink: every edge is told, in stream order."""
+        if self._pending:
+            self._flush()
+        self.feed_state = state
+        data = json_message(Kind.FEED, {"up": state.up, "reason": state.reason})
+        for link in list(self.links):
+            link.send(data)
+
     def _refused(self, channels: list[str], reason: str) -> None:
         # The pool has forgotten them; so do the links, and each edge tells its clients.
         for link in self.links:
@@ -201,7 +213,10 @@ class BusServer:
                 return
             link.worker, link.pid, link.joined = str(hello["worker"]), int(hello["pid"]), True
             self.links.add(link)
-            link.send(json_message(Kind.WELCOME, {"version": BUS_RECORD_VERSION, "epoch": self.epoch}))
+            feed = {"up": self.feed_state.up, "reason": self.feed_state.reason}
+            link.send(
+                json_message(Kind.WELCOME, {"version": BUS_RECORD_VERSION, "epoch": self.epoch, "feed": feed})
+            )
             log.info("edge %s (pid %d) joined the bus", link.worker, link.pid)
         elif not link.joined:
             raise BusProtocolError(f"{kind.name} before HELLO")

@@ -27,13 +27,14 @@ class Kind(enum.IntEnum):
     SESSION = 7  # header {"session", "live"}, then the record (empty: none; ``SessionHost.save``)
     CLAIM = 8  # JSON {"id", "session"}: a resume's claim on a session the ingest holds
     # ingest -> edge
-    WELCOME = 10  # JSON {"version", "epoch"}
+    WELCOME = 10  # JSON {"version", "epoch", "feed": {"up", "reason"}}
     UPDATES = 11  # a core bus record
     REFUSED = 12  # JSON {"channels", "reason"}
     NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
     FETCHED = 14  # header {"id", "gaps", "missed"}, then a core bus record
     TAKEN_ELSEWHERE = 15  # a session id another edge's client took over: close its old connection
     CLAIMED = 16  # header {"id"}, then the record (empty: none)
+    FEED = 17  # JSON {"up", "reason"}: the provider feed went down or came back
 
 
 class BusProtocolError(Exception):

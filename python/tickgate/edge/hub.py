@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from picows import WSCloseCode
 
 from tickgate._core import DecodeError, Dispatcher, Update
-from tickgate.bus.base import IngestState, Interest
+from tickgate.bus.base import FeedState, IngestState, Interest
 from tickgate.config import GatewayConfig
 from tickgate.edge.liveness import Liveness
-from tickgate.edge.replies import StatusMessage, error_reply
+from tickgate.edge.replies import StatusMessage, encode_reply, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
 from tickgate.sessions import MemorySessions, SessionIds, SessionRecord
@@ -96,8 +96,9 @@ class EdgeHub:
         self.interest: Interest = interest or _NoInterest()
         #: The sequence epoch clients see in replies: the ingest's, learned on joining it.
         self.epoch = ""
-        #: Whether the bus joins this edge to a live ingest.
+        #: Whether the bus joins this edge to a live ingest, and why not.
         self.ingest_up = False
+        self._ingest_reason = ""
         self.counters = EdgeCounters()
         #: Open connections (for shutdown and the connection gauge).
         self.connections: set[ClientConnection] = set()
@@ -113,8 +114,10 @@ class EdgeHub:
         self._ticker: asyncio.TimerHandle | None = None
         self._next_lag_check = 0.0
         self._resolution_s = config.batch_timer_resolution_ms / 1000
-        #: Clients were told their channels went stale (so they are told when data is back).
-        self.stale_told = False
+        #: The ingest's provider feed (its channels are stale while it is not delivering).
+        self.feed = FeedState(up=True)
+        #: Why this edge's channels are stale ("" while they are not), as clients were told.
+        self._told_stale = ""
         #: Sessions of clients that went away (and, in a shared store, connected clients'
         #: too); ids of connected ones are derived (``SessionIds``). A node's edge without
         #: Redis is given the ingest's (``use_sessions``).
@@ -147,21 +150,71 @@ class EdgeHub:
             self.schedule_flush()
 
     def on_ingest(self, state: IngestState) -> None:
-        """The bus joined this edge to an ingest or lost it: every client holding channels is
-        told once, ``stale`` then ``ok`` (with the new epoch in later updates)."""
-        was_up, self.ingest_up = self.ingest_up, state.up
+        """The bus joined this edge to an ingest or lost it (a new ingest brings a new epoch)."""
+        self.ingest_up = state.up
         if state.up:
             self.epoch = state.epoch
-            if self.sessions.held_by_ingest:
-                self.save_live_sessions()  # a restarted ingest knows none of them
-        if was_up == state.up or (state.up and not self.stale_told):
+        self._ingest_reason = state.reason
+        self._tell_status()
+
+    def on_feed(self, state: FeedState) -> None:
+        """The ingest's provider feed went down or came back."""
+        self.feed = state
+        self._tell_status()
+
+    def stale_reason(self) -> str:
+        """Why every channel here is stale now ("" while data flows)."""
+        if not self.ingest_up:
+            return self._ingest_reason or "ingest_down"
+        return "" if self.feed.up else self.feed.reason
+
+    def _tell_status(self) -> None:
+        """Every client holding channels is told once per change: ``stale`` with the reason,
+        or, when data is back, a refresh of each of its channels and then ``ok``."""
+        reason = self.stale_reason()
+        if reason == self._told_stale:
             return
-        self.stale_told = not state.up
-        status, reason = ("ok", "") if state.up else ("stale", state.reason)
-        for conn in list(self.connections):
-            channels = self.dispatcher.channels_of(conn.id)
-            if channels:
-                conn.send(StatusMessage(state=status, reason=reason, channels=sorted(channels)))
+        was, self._told_stale = self._told_stale, reason
+        if reason:
+            for conn in list(self.connections):
+                channels = self.dispatcher.channels_of(conn.id)
+                if channels:
+                    conn.send(StatusMessage(state="stale", reason=reason, channels=channels))
+        elif was:
+            self._refresh_all()
+
+    def _refresh_all(self) -> None:
+        """Data is back: each client gets its channels' current state (``refresh``), then
+        ``ok``, so its view is whole again without guessing what it missed."""
+        channels = self.dispatcher.channels()
+        if not channels:
+            return
+
+        def done(found: Found | None) -> None:
+            latest = {u.channel: u for u in found.latest} if found is not None else {}
+            for conn in list(self.connections):
+                held = self.dispatcher.channels_of(conn.id)
+                if not held or conn.closed:
+                    continue
+                updates = [latest[c] for c in held if c in latest]
+                frames = self.dispatcher.frames_for(conn.id, updates, refresh=True) if updates else None
+                if frames:
+                    conn.write(frames)
+                conn.send(StatusMessage(state="ok", reason="", channels=held))
+
+        if not self.interest.fetch(channels, {}, done):
+            done(None)
+
+    def with_stale_status(
+        self, conn: ClientConnection, frames: bytes | None, channels: list[str]
+    ) -> bytes | None:
+        """``frames`` (a new subscriber's snapshots) followed, while the channels are stale, by
+        the status saying so: their values are the last known, not live."""
+        reason = self.stale_reason()
+        if not reason or not channels:
+            return frames
+        status = StatusMessage(state="stale", reason=reason, channels=sorted(channels))
+        return (frames or b"") + encode_reply(self.dispatcher, conn.format, status)
 
     def schedule_flush(self) -> None:
         if not self._flush_pending:

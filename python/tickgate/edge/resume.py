@@ -43,6 +43,7 @@ def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: lis
             if found and found.latest
             else None
         )
+        snaps = hub.with_stale_status(conn, snaps, channels)
         if sync:
             out[0] = snaps
         elif snaps:
@@ -149,6 +150,7 @@ def _restore(
         if replay:
             conn.write(replay)  # before the reply: the reply says it is all there
         snaps = hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
+        snaps = hub.with_stale_status(conn, snaps, channels)
         reply = _reply(hub, session, len(missed), reason)
         if sync:
             out.append((reply, snaps))

@@ -6,14 +6,17 @@ side; interest reaches it through the pool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from tickgate._core import FeedProcessor, ReplayRing, Update
+from tickgate.bus.base import FeedState
 from tickgate.config import GatewayConfig
 from tickgate.sessions.history import History
+from tickgate.status import StaleReason
 from tickgate.upstream.base import UpstreamState
 from tickgate.upstream.itick import ItickAdapter
 from tickgate.upstream.pool import SubscriptionPool
@@ -23,6 +26,9 @@ log = logging.getLogger("tickgate.ingest")
 
 #: How often the replay ring drops what aged out while no updates came.
 EVICT_EVERY_S = 5.0
+#: How long ``start`` waits for the provider to be ready, so clients of a healthy gateway never
+#: see their first channels stale; a provider that is not ready by then is reported as such.
+READY_WAIT_S = 2.0
 
 
 class Ingest:
@@ -39,14 +45,22 @@ class Ingest:
             self.processor,
         )
         self._evictor: asyncio.TimerHandle | None = None
+        #: Whether the provider feed is delivering (clients' channels are stale while not).
+        self.feed = FeedState(up=False, reason=StaleReason.UPSTREAM_DOWN)
 
     @property
     def epoch(self) -> str:
         return self.processor.epoch
 
-    async def start(self, publish: Callable[[list[Update]], None]) -> None:
+    async def start(
+        self,
+        publish: Callable[[list[Update]], None],
+        feed: Callable[[FeedState], None] | None = None,
+    ) -> None:
         """Connects upstream (starting the embedded simulator first when no URL is set);
-        every update decoded from then on goes into the replay ring and to ``publish``."""
+        every update decoded from then on goes into the replay ring and to ``publish``, and
+        each change of the feed's state to ``feed``. Waits up to ``READY_WAIT_S`` for the
+        provider to be ready."""
         cfg = self.config
         url, token = cfg.upstream_url, cfg.upstream_token
         if cfg.embedded_upstream:
@@ -59,11 +73,26 @@ class Ingest:
             ring.append(updates)
             publish(updates)
 
+        def feed_changed(up: bool, reason: str) -> None:
+            self.feed = FeedState(up=up, reason=reason)
+            if up:
+                log.info("provider feed delivering")
+            else:
+                log.warning("provider feed down (%s): clients' channels are stale", reason)
+            if feed is not None:
+                feed(self.feed)
+
         self._evict_later()
         settings = UpstreamSettings.from_config(cfg, url, token)
-        self.upstream = ItickAdapter(settings, self.processor, keep_and_publish, self.pool.refused)
+        self.upstream = ItickAdapter(
+            settings, self.processor, keep_and_publish, self.pool.refused, feed_changed
+        )
         self.pool.attach(self.upstream)
         await self.upstream.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.upstream.ready_event.wait(), READY_WAIT_S)
+        if not self.feed.up and feed is not None:
+            feed(self.feed)  # not ready yet: say so (the adapter tells when it is)
 
     async def _start_simulator(self) -> tuple[str, str]:
         from tickgate.simulate import ItickSimulator, SimulatorConfig

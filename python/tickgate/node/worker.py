@@ -74,7 +74,7 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
         sessions=sessions,
     )
     await server.start()
-    await ingest.start(server.publish)
+    await ingest.start(server.publish, server.feed)
     log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, ingest.upstream_url)
     ready.send("ready")
     await stop.wait()

@@ -92,6 +92,11 @@ class ItickSimulator:
         self._next_due: dict[str, float] = {}
         self._schedule: list[tuple[float, str]] = []
         self._emitter: asyncio.Task[None] | None = None
+        #: Faults for failure tests (what a real provider does on its bad days):
+        #: ``answer_auth`` False greets and never answers the auth; ``frozen`` (``freeze``)
+        #: keeps every TCP connection open and reads, writes and emits nothing.
+        self.answer_auth = True
+        self.frozen = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -195,6 +200,18 @@ class ItickSimulator:
                 raise TimeoutError(f"simulator condition still false after {timeout} s")
             await asyncio.sleep(0.01)
 
+    def freeze(self) -> None:
+        """Like a provider process stopped (SIGSTOP): connections stay open, nothing is read
+        (so pings go unanswered), nothing is sent, no market data."""
+        self.frozen = True
+        for session in self._sessions:
+            session.pause_reading(True)
+
+    def thaw(self) -> None:
+        self.frozen = False
+        for session in self._sessions:
+            session.pause_reading(False)
+
     def drop_connections(self, code: int = WSCloseCode.GOING_AWAY.value) -> int:
         """Close every live client connection at once (close frame with ``code``, then FIN); how many."""
         sessions = list(self._sessions)
@@ -214,6 +231,8 @@ class ItickSimulator:
 
     def _register(self, session: ItickSession) -> None:
         self._sessions.add(session)
+        if self.frozen:
+            session.pause_reading(True)
 
     def _unregister(self, session: ItickSession) -> None:
         self._sessions.discard(session)
@@ -272,6 +291,8 @@ class ItickSimulator:
         interval = max(_MIN_TIMER_INTERVAL, min(_TIMER_INTERVAL, 1.0 / self.config.rate))
         while True:
             await asyncio.sleep(interval)
+            if self.frozen:
+                continue
             try:
                 self._emit_due(loop.time())
             except Exception:

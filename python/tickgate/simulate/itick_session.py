@@ -31,6 +31,11 @@ class SessionHost(Protocol):
 
     @property
     def config(self) -> HostConfig: ...
+
+    #: Faults (see ``ItickSimulator``).
+    answer_auth: bool
+    frozen: bool
+
     def _register(self, session: ItickSession) -> None: ...
     def _unregister(self, session: ItickSession) -> None: ...
     def _record_command(self, command: dict[str, Any]) -> None: ...
@@ -117,9 +122,21 @@ class ItickSession(WSListener):
 
     # -- sending and closing -----------------------------------------------------------------------------
 
+    def pause_reading(self, paused: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        raw = transport.underlying_transport
+        if paused:
+            raw.pause_reading()
+        else:
+            raw.resume_reading()
+
     def send(self, frame: bytes) -> None:
         transport = self.transport
         if self._closed or transport is None or transport.is_disconnected:
+            return
+        if self._simulator.frozen:
             return
         transport.send(WSMsgType.TEXT, frame)
 
@@ -204,6 +221,8 @@ class ItickSession(WSListener):
     # -- commands ----------------------------------------------------------------------------------------
 
     def _authenticate(self, token: str) -> None:
+        if not self._simulator.answer_auth:
+            return  # a fault: the auth is never answered (the auth timer still runs)
         if not self._simulator._accepts_token(token):
             self.send(protocol.AUTH_FAILED)
             self.close(WSCloseCode.POLICY_VIOLATION.value, "auth failed")

@@ -22,6 +22,9 @@ class UpstreamState(StrEnum):
 UpdateSink = Callable[[list[Update]], None]
 #: Called with the channels a provider refused and its reason.
 RejectSink = Callable[[list[str], str], None]
+#: Called when the feed stops or starts delivering: ``(up, reason)`` (a ``StaleReason`` when
+#: down, "" when up).
+FeedSink = Callable[[bool, str], None]
 
 
 class UpstreamAdapter(Protocol):

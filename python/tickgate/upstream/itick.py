@@ -23,14 +23,20 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 from tickgate._core import ControlEvent, DecodeError, FeedProcessor, split_channel
 from tickgate.framing import MessageAssembler, MessageTooLarge
+from tickgate.status import StaleReason
 from tickgate.upstream.backoff import Backoff
-from tickgate.upstream.base import RejectSink, UpdateSink, UpstreamState
+from tickgate.upstream.base import FeedSink, RejectSink, UpdateSink, UpstreamState
 from tickgate.upstream.settings import UpstreamSettings
 
 log = logging.getLogger("tickgate.upstream.itick")
 
 #: A connection that stayed authenticated this long resets the backoff.
 STABLE_AFTER_S = 10.0
+#: After (re-)authenticating, the feed counts as delivering at its first market data, or this
+#: long after, whichever comes first (channels that happen to be quiet must not stay stale).
+FEED_UP_GRACE_S = 2.0
+#: Kill reasons that mean the provider went quiet rather than away.
+_SILENT = ("no pong", "nothing received", "no market data")
 
 
 class _Listener(WSListener):
@@ -77,12 +83,16 @@ class ItickAdapter:
         processor: FeedProcessor,
         on_updates: UpdateSink,
         on_rejected: RejectSink,
+        on_feed: FeedSink | None = None,
     ) -> None:
         self.settings = settings
         self.url = settings.url
         self._processor = processor
         self._on_updates = on_updates
         self._on_rejected = on_rejected
+        self._on_feed = on_feed
+        #: What the feed sink was last told: (up, reason); None before anything was.
+        self._feed: tuple[bool, str] | None = None
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
 
         self._state = UpstreamState.IDLE
@@ -196,6 +206,8 @@ class ItickAdapter:
             self.ready_event.clear()
         if self._state is UpstreamState.CLOSED:
             return
+        silent = self._kill_reason.startswith(_SILENT)
+        self._report_feed(False, StaleReason.PROVIDER_SILENT if silent else StaleReason.UPSTREAM_DOWN)
         if self._ready_at and time.monotonic() - self._ready_at >= STABLE_AFTER_S:
             self._backoff.reset()
         self._ready_at = 0.0
@@ -206,6 +218,7 @@ class ItickAdapter:
         await asyncio.sleep(delay)
 
     async def _connect_and_serve(self) -> None:
+        self._kill_reason = ""
         url, headers = self.url, {}
         if self.settings.auth == "header":
             headers["token"] = self.settings.token
@@ -226,7 +239,6 @@ class ItickAdapter:
             ),
             self.settings.connect_timeout,
         )
-        self._kill_reason = ""
         watchdog = asyncio.create_task(self._watchdog(transport))
         try:
             await transport.wait_disconnected()
@@ -259,6 +271,12 @@ class ItickAdapter:
             if self._wanted and now - self._last_data > self.settings.data_timeout:
                 self._kill(transport, f"no market data for {self.settings.data_timeout:.1f}s")
                 return
+            if (
+                self._state is UpstreamState.READY
+                and self._feed != (True, "")
+                and now - self._ready_at >= FEED_UP_GRACE_S
+            ):
+                self._report_feed(True, "")
             if self._state is UpstreamState.READY and now - self._last_ping >= self.settings.ping_interval:
                 self._last_ping = now
                 self._pong_due = now + self.settings.pong_timeout
@@ -292,6 +310,8 @@ class ItickAdapter:
         # An exception escaping here would make picows drop the provider link for everyone.
         if updates:
             self._last_data = self._last_rx
+            if self._feed != (True, "") and self._state is UpstreamState.READY:
+                self._report_feed(True, "")
             try:
                 self._on_updates(updates)
             except Exception:
@@ -315,6 +335,8 @@ class ItickAdapter:
                 log.info("upstream %s authenticated; subscribing %d channels", self.url, len(self._wanted))
                 if self._wanted:
                     self._send_subscribe(sorted(self._wanted))
+                else:
+                    self._report_feed(True, "")  # nothing to wait for
                 self.ready_event.set()
             else:
                 # Retried with backoff (a token fixed at the provider's end comes back by itself).
@@ -338,6 +360,18 @@ class ItickAdapter:
             log.debug("upstream greeting: %s", event.message)
         elif not event.ok:
             log.warning("upstream notice (%s): %s", event.action or "-", event.message)
+
+    def _report_feed(self, up: bool, reason: str) -> None:
+        if self._feed == (up, reason):
+            return
+        self._feed = (up, reason)
+        if up:
+            log.info("upstream %s delivering", self.url)
+        if self._on_feed is not None:
+            try:
+                self._on_feed(up, reason)
+            except Exception:
+                log.exception("telling the feed state failed")
 
     def _send_subscribe(self, channels: list[str]) -> None:
         for symbols, types, batch in _group_with_channels(channels, self.settings.subscribe_chunk):

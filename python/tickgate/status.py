@@ -1,0 +1,16 @@
+"""Why a client's channels are ``stale``: the one catalogue of the ``reason`` in
+``{"type":"status","state":"stale","reason":...}`` (docs/protocol.md lists the same)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class StaleReason(StrEnum):
+    #: A node's edge lost its ingest process (it is restarted by the supervisor).
+    INGEST_DOWN = "ingest_down"
+    #: The provider connection is down (refused, closed, failing to authenticate).
+    UPSTREAM_DOWN = "upstream_down"
+    #: The provider connection stopped answering (no pong, nothing received, no data) and was
+    #: dropped; it is being re-established.
+    PROVIDER_SILENT = "provider_silent"
