@@ -18,10 +18,21 @@ DOC = Path(__file__).parent.parent / "docs" / "protocol.md"
 def test_docs_table_lists_the_core_catalogue_in_order() -> None:
     text = DOC.read_text()
     table = text[text.index("### Error codes") :]
+    table = table[: table.index("\n## ")]
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
     assert documented == [code for code, _ in error_catalogue()]
     assert [c.value for c in ErrorCode] == documented
     assert list(CATALOGUE) == list(ErrorCode)
+
+
+def test_docs_list_every_stale_reason() -> None:
+    from tickgate.status import StaleReason
+
+    text = DOC.read_text()
+    section = text[text.index("## Channel status") :]
+    section = section[: section.index("\n## ")]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
+    assert documented == [r.value for r in StaleReason]
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,12 @@ the real simulator."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
-from gatewaykit import TOKEN, Client, channel_of, start_gateway, start_simulator, wait_until
+from gatewaykit import TOKEN, Client, channel_of, http_get, start_gateway, start_simulator, wait_until
 from tickgate.upstream import UpstreamState
 from tickgate.upstream.backoff import Backoff
 
@@ -260,3 +262,36 @@ async def test_feed_api_pushes_a_services_own_frames() -> None:
 
 
 assert TOKEN  # shared with gatewaykit's simulator config
+
+
+async def test_impossible_provider_values_are_dropped_counted_and_leave_no_seq_hole() -> None:
+    gw = await start_gateway(None, simulator_rate=0.0, upstream_max_event_lead=60.0)
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["OWN$US"], "types": ["tick"]})
+        now = int(time.time() * 1000)
+
+        def tick(price: float, volume: float, t: int = now) -> bytes:
+            return json.dumps(
+                {"code": 1, "data": {"s": "OWN.US", "ld": price, "v": volume, "t": t, "type": "tick"}}
+            ).encode()
+
+        frames = [
+            tick(10.0, 100),
+            tick(-5.0, 100),  # negative price
+            tick(10.1, -100),  # negative volume
+            tick(10.2, 1.18e21),  # no market trades that
+            tick(10.3, 100, t=now + 3_600_000),  # an hour ahead: past the 60 s lead allowed here
+            tick(10.4, 100, t=99_999_999_999_999),  # year 5138
+            tick(10.5, 200),
+        ]
+        assert [gw.feed(f) for f in frames] == [1, 0, 0, 0, 0, 0, 1]
+        first, second = await c.push(), await c.push()
+        assert (first["data"]["lastDealPrice"], second["data"]["lastDealPrice"]) == (10.0, 10.5)
+        assert (first["data"]["seq"], second["data"]["seq"]) == (1, 2)  # no hole for what was dropped
+        assert gw.processor.stats()["dropped"] == {"price": 1, "volume": 2, "time": 2}
+        text = (await asyncio.to_thread(http_get, gw.url.replace("ws://", "http://") + "metrics"))[2].decode()
+        assert 'tickgate_upstream_dropped_total{reason="volume"} 2.0' in text
+        await c.close()
+    finally:
+        await gw.stop()

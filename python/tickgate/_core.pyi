@@ -91,6 +91,8 @@ class FeedProcessor:
         epoch: str | None = None,
         max_frame_bytes: int = 1048576,
         max_symbols: int = 1000000,
+        max_past_ms: int | None = None,
+        max_future_ms: int | None = None,
     ) -> None: ...
     def ingest(
         self, frame: FrameLike, recv_time_ms: int | None = None
@@ -103,7 +105,9 @@ class FeedProcessor:
     def epoch(self) -> str: ...
     @property
     def provider(self) -> str: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, Any]:
+        """``frames``, ``updates``, ``errors``, ``symbols``, and ``dropped``: updates dropped as
+        implausible by reason (``price``, ``volume``, ``time``)."""
 
 @final
 class SubscriptionIndex:

@@ -47,6 +47,10 @@ class GatewayConfig:
     upstream_data_timeout: float = 300.0
     upstream_connect_timeout: float = 10.0
     upstream_auth_timeout: float = 10.0
+    # Provider updates whose event time is further than this before / after their receipt are
+    # dropped as implausible (seconds read as milliseconds, a year 5138).
+    upstream_max_event_age: float = 3650 * 86400.0
+    upstream_max_event_lead: float = 3600.0
     upstream_backoff_initial: float = 0.5
     upstream_backoff_max: float = 30.0
     upstream_subscribe_chunk: int = 200
@@ -147,6 +151,8 @@ _POSITIVE = (
     "upstream_idle_timeout",
     "upstream_connect_timeout",
     "upstream_auth_timeout",
+    "upstream_max_event_age",
+    "upstream_max_event_lead",
     "max_message_bytes",
     "max_channels_per_connection",
     "max_send_buffer_bytes",

@@ -7,10 +7,10 @@ from enum import StrEnum
 
 
 class StaleReason(StrEnum):
-    #: A node's edge lost its ingest process (it is restarted by the supervisor).
-    INGEST_DOWN = "ingest_down"
     #: The provider connection is down (refused, closed, failing to authenticate).
     UPSTREAM_DOWN = "upstream_down"
     #: The provider connection stopped answering (no pong, nothing received, no data) and was
     #: dropped; it is being re-established.
     PROVIDER_SILENT = "provider_silent"
+    #: A node's edge lost its ingest process (it is restarted by the supervisor).
+    INGEST_DOWN = "ingest_down"

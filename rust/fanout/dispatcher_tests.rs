@@ -389,7 +389,8 @@ fn delivered_is_what_went_out_per_channel() {
         vec![("A$US:quote".into(), 4), ("B$US:tick".into(), 7)]
     );
     // A replay or snapshot written for it counts too.
-    d.frames_for(c, &[update("C$US", "quote", 9)], Marked::Snapshot, 0).unwrap();
+    d.frames_for(c, &[update("C$US", "quote", 9)], Marked::Snapshot, 0)
+        .unwrap();
     assert_eq!(names(d.delivered(c))[2], ("C$US:quote".into(), 9));
     // In batch mode, a channel with something pending is left out until the batch goes.
     d.set_mode(c, Mode::Batch { interval_ms: 100 }, 0).unwrap();
@@ -411,9 +412,15 @@ fn snapshots_and_refreshes_are_marked() {
     let p = d.connect(Format::Proto, Mode::Immediate, 0).unwrap();
     let u = [update("A$US", "quote", 3)];
     let snap = json(&frames(&d.frames_for(c, &u, Marked::Snapshot, 0).unwrap())[0]);
-    assert_eq!((snap["snapshot"].as_bool(), snap.get("refresh")), (Some(true), None));
+    assert_eq!(
+        (snap["snapshot"].as_bool(), snap.get("refresh")),
+        (Some(true), None)
+    );
     let fresh = json(&frames(&d.frames_for(c, &u, Marked::Refresh, 0).unwrap())[0]);
-    assert_eq!((fresh["snapshot"].as_bool(), fresh["refresh"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (fresh["snapshot"].as_bool(), fresh["refresh"].as_bool()),
+        (Some(true), Some(true))
+    );
     let missed = json(&frames(&d.frames_for(c, &u, Marked::Missed, 0).unwrap())[0]);
     assert!(missed.get("snapshot").is_none() && missed["data"]["seq"] == 3);
     let bin = frames(&d.frames_for(p, &u, Marked::Refresh, 0).unwrap());

@@ -14,6 +14,7 @@ use crate::error::{CoreError, ErrorCode};
 use crate::model::parse_channel;
 use crate::providers::Provider;
 use crate::state::processor::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_SYMBOLS};
+use crate::state::sanity::SanityLimits;
 use crate::state::{now_ms, Event, FeedProcessor, ProcessorConfig};
 
 #[pyclass(module = "tickgate._core", name = "FeedProcessor")]
@@ -84,20 +85,31 @@ impl PyFeedProcessor {
 #[pymethods]
 impl PyFeedProcessor {
     #[new]
-    #[pyo3(signature = (provider, *, epoch = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, max_symbols = DEFAULT_MAX_SYMBOLS))]
+    /// `max_past_ms` / `max_future_ms`: how far before or after its receipt an update's event
+    /// time may be; beyond that it is dropped as implausible (default: 10 years, 1 hour).
+    #[pyo3(signature = (provider, *, epoch = None, max_frame_bytes = DEFAULT_MAX_FRAME_BYTES, max_symbols = DEFAULT_MAX_SYMBOLS, max_past_ms = None, max_future_ms = None))]
     fn new(
         py: Python<'_>,
         provider: &str,
         epoch: Option<String>,
         max_frame_bytes: usize,
         max_symbols: usize,
+        max_past_ms: Option<i64>,
+        max_future_ms: Option<i64>,
     ) -> PyResult<Self> {
         let provider = Provider::parse(provider).map_err(|e| to_pyerr(py, e))?;
+        let defaults = SanityLimits::default();
+        let sanity = SanityLimits {
+            max_past_ms: max_past_ms.unwrap_or(defaults.max_past_ms),
+            max_future_ms: max_future_ms.unwrap_or(defaults.max_future_ms),
+            ..defaults
+        };
         Ok(PyFeedProcessor {
             inner: FeedProcessor::new(ProcessorConfig {
                 epoch,
                 max_frame_bytes,
                 max_symbols,
+                sanity,
                 ..ProcessorConfig::new(provider)
             }),
             events: Vec::with_capacity(4),
@@ -181,6 +193,11 @@ impl PyFeedProcessor {
         d.set_item("updates", updates)?;
         d.set_item("errors", errors)?;
         d.set_item("symbols", self.inner.symbol_count())?;
+        let dropped = PyDict::new(py);
+        for (why, n) in self.inner.dropped() {
+            dropped.set_item(why.name(), n)?;
+        }
+        d.set_item("dropped", dropped)?;
         Ok(d)
     }
 

@@ -3,5 +3,6 @@ pub mod calendar;
 pub mod derive;
 pub mod processor;
 pub mod replay;
+pub mod sanity;
 
 pub use processor::{now_ms, Event, FeedProcessor, ProcessorConfig};

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::calendar::DayRule;
 use super::derive::DailyState;
+use super::sanity::{Implausible, SanityLimits};
 use crate::error::{CoreError, CoreResult, ErrorCode};
 use crate::model::symbol::region_of;
 use crate::model::{channel_name, Kind, MarketUpdate, KIND_SLOTS};
@@ -30,6 +31,7 @@ pub struct ProcessorConfig {
     pub epoch: Option<String>,
     pub max_frame_bytes: usize,
     pub max_symbols: usize,
+    pub sanity: SanityLimits,
 }
 
 impl ProcessorConfig {
@@ -39,6 +41,7 @@ impl ProcessorConfig {
             epoch: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_symbols: DEFAULT_MAX_SYMBOLS,
+            sanity: SanityLimits::default(),
         }
     }
 }
@@ -74,9 +77,12 @@ pub struct FeedProcessor {
     symbol_ids: FxHashMap<Box<str>, usize>,
     symbols: Vec<SymbolState>,
     scratch: String,
+    sanity: SanityLimits,
     frames: u64,
     updates: u64,
     errors: u64,
+    /// Updates dropped as implausible, by `Implausible` reason.
+    dropped: [u64; Implausible::ALL.len()],
 }
 
 impl FeedProcessor {
@@ -90,9 +96,11 @@ impl FeedProcessor {
             symbol_ids: FxHashMap::default(),
             symbols: Vec::new(),
             scratch: String::with_capacity(32),
+            sanity: config.sanity,
             frames: 0,
             updates: 0,
             errors: 0,
+            dropped: [0; Implausible::ALL.len()],
         }
     }
 
@@ -107,6 +115,13 @@ impl FeedProcessor {
     /// (frames seen, updates produced, frames refused)
     pub fn counters(&self) -> (u64, u64, u64) {
         (self.frames, self.updates, self.errors)
+    }
+
+    /// Updates dropped as implausible, per reason.
+    pub fn dropped(&self) -> impl Iterator<Item = (Implausible, u64)> + '_ {
+        Implausible::ALL
+            .iter()
+            .map(|&why| (why, self.dropped[why as usize]))
     }
 
     pub fn symbol_count(&self) -> usize {
@@ -145,6 +160,10 @@ impl FeedProcessor {
         match self.provider.decode(frame, &mut self.scratch)? {
             Decoded::Control(c) => out.push(Event::Control(c)),
             Decoded::Market(obs) => {
+                if let Some(why) = self.sanity.check(&obs, recv_time_ms) {
+                    self.dropped[why as usize] += 1;
+                    return Ok(());
+                }
                 let update = self.sequence(obs, recv_time_ms)?;
                 out.push(Event::Update(update));
             }

@@ -159,3 +159,22 @@ fn every_kind_encodes_to_valid_json_and_protobuf() {
     assert_eq!(v["data"]["ask"][0]["p"], 3034.01);
     assert!(v["data"]["bid"][0].get("o").is_none());
 }
+
+#[test]
+fn implausible_updates_are_dropped_by_reason_before_numbering() {
+    let mut p = processor();
+    let bad = [
+        r#"{"code":1,"data":{"s":"AAPL$US","ld":-5,"t":1731689407100,"v":100,"type":"tick"}}"#,
+        r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":1731689407100,"v":-100,"type":"tick"}}"#,
+        r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":1731689407100,"v":1.18e21,"type":"tick"}}"#,
+        r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":99999999999999,"v":100,"type":"tick"}}"#,
+        r#"{"code":1,"data":{"s":"AAPL$US","ld":225.2,"t":315532800000,"v":100,"type":"tick"}}"#,
+        r#"{"code":1,"data":{"s":"AAPL.US","ld":-1,"o":226.27,"t":1731689407000,"type":"quote"}}"#,
+    ];
+    assert!(updates(&mut p, &bad).is_empty());
+    let dropped: Vec<(&str, u64)> = p.dropped().map(|(why, n)| (why.name(), n)).collect();
+    assert_eq!(dropped, vec![("price", 2), ("volume", 2), ("time", 2)]);
+    // Nothing was numbered for them: the next good update is seq 1, no hole.
+    assert_eq!(updates(&mut p, &[TICK])[0].seq, 1);
+    assert_eq!(p.symbol_count(), 1);
+}

@@ -94,6 +94,14 @@ class GatewayCollector(Collector):
         )
         ready.add_metric([up["provider"]], 1 if up["state"] == "ready" else 0)
         yield ready
+        dropped = CounterMetricFamily(
+            "tickgate_upstream_dropped",
+            "Provider updates dropped as implausible (never forwarded), by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(up.get("dropped", {}).items()):
+            dropped.add_metric([reason], count)
+        yield dropped
         replay = s.get("replay")
         if replay:
             yield GaugeMetricFamily(

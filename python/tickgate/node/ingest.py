@@ -34,7 +34,11 @@ READY_WAIT_S = 2.0
 class Ingest:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.processor = FeedProcessor(ItickAdapter.provider)
+        self.processor = FeedProcessor(
+            ItickAdapter.provider,
+            max_past_ms=int(config.upstream_max_event_age * 1000),
+            max_future_ms=int(config.upstream_max_event_lead * 1000),
+        )
         self.pool = SubscriptionPool()
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
@@ -134,4 +138,5 @@ class Ingest:
             "reconnects": 0,
             "frames_in": 0,
             "decode_errors": 0,
+            "dropped": {},
         }

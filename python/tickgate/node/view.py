@@ -17,6 +17,7 @@ UPSTREAM_UNKNOWN = {
     "reconnects": 0,
     "frames_in": 0,
     "decode_errors": 0,
+    "dropped": {},
 }
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -168,6 +168,8 @@ class ItickAdapter:
             "reconnects": self.reconnects,
             "frames_in": self.frames_in,
             "decode_errors": self.decode_errors,
+            # Updates the core dropped as implausible, by reason (price, volume, time).
+            "dropped": self._processor.stats()["dropped"],
             "last_error": self.last_error,
         }
 
