@@ -28,6 +28,9 @@ pub enum ErrorCode {
     SubscriptionLimit,
     /// The provider refused a subscription the client asked for.
     UpstreamRejected,
+    /// A subscribe that needs new upstream symbols past the provider's limit or the client's
+    /// fair share of it.
+    Capacity,
     /// A client that did not read fast enough; it is closed with 1013.
     SlowConsumer,
     /// A gateway fault; the request was not applied.
@@ -36,7 +39,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in catalogue order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidFrame,
         ErrorCode::InvalidMessage,
@@ -48,6 +51,7 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::SubscriptionLimit,
         ErrorCode::UpstreamRejected,
+        ErrorCode::Capacity,
         ErrorCode::SlowConsumer,
         ErrorCode::Internal,
     ];
@@ -65,6 +69,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::SubscriptionLimit => "subscription_limit",
             ErrorCode::UpstreamRejected => "upstream_rejected",
+            ErrorCode::Capacity => "capacity",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::Internal => "internal",
         }
@@ -86,6 +91,9 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "A frame larger than the configured maximum.",
             ErrorCode::SubscriptionLimit => "A subscription over a configured or provider limit.",
             ErrorCode::UpstreamRejected => "The provider refused a subscription the client asked for.",
+            ErrorCode::Capacity => {
+                "A subscribe needing new upstream symbols past the provider's limit or the client's share."
+            }
             ErrorCode::SlowConsumer => "The client did not read fast enough; it is closed with 1013.",
             ErrorCode::Internal => "A gateway fault; the request was not applied.",
         }

@@ -33,7 +33,7 @@ class FakeInterest:
     def remove(self, channels: list[str]) -> None:
         self.calls.append(("remove", list(channels)))
 
-    def fetch(self, channels: list[str], since: dict[str, int], done: Any) -> bool:
+    def fetch(self, channels: list[str], since: dict[str, int], done: Any, admit: int | None = None) -> bool:
         return False  # no ingest behind this hub: no history to ask
 
     def taken(self, session: str) -> None:

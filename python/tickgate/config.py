@@ -47,6 +47,10 @@ class GatewayConfig:
     upstream_data_timeout: float = 300.0
     upstream_connect_timeout: float = 10.0
     upstream_auth_timeout: float = 10.0
+    # The provider's symbol limit for one connection (iTick counts symbols; 0: none), and the
+    # share of it one client connection may fill with symbols nobody else streams.
+    upstream_max_symbols: int = 1000
+    upstream_symbols_per_connection: int = 250
     # Provider updates whose event time is further than this before / after their receipt are
     # dropped as implausible (seconds read as milliseconds, a year 5138).
     upstream_max_event_age: float = 3650 * 86400.0
@@ -151,6 +155,7 @@ _POSITIVE = (
     "upstream_idle_timeout",
     "upstream_connect_timeout",
     "upstream_auth_timeout",
+    "upstream_symbols_per_connection",
     "upstream_max_event_age",
     "upstream_max_event_lead",
     "max_message_bytes",

@@ -20,11 +20,15 @@ class Interest(Protocol):
 
     def remove(self, channels: list[str]) -> None: ...
 
-    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+    def fetch(
+        self, channels: list[str], since: dict[str, int], done: FoundCallback, admit: int | None = None
+    ) -> bool:
         """Asks for the latest of ``channels`` and what came after ``since``; ``done`` runs
         with the answer (at once in one process, in stream order over a bus), or with None if
         the ingest goes away first. False (``done`` not called): no ingest to ask. Over a bus,
-        the asked channels are routed to this edge from the answer on."""
+        the asked channels are routed to this edge from the answer on. ``admit``: first check
+        that they fit upstream, bringing at most that many new symbols (``Found.refused``:
+        they do not, and nothing is routed or subscribed)."""
         ...
 
     def taken(self, session: str) -> None:

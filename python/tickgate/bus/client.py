@@ -85,7 +85,9 @@ class BusClient(asyncio.Protocol):
         if self.joined:
             self._send(channels_message(Kind.REMOVE, channels))
 
-    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+    def fetch(
+        self, channels: list[str], since: dict[str, int], done: FoundCallback, admit: int | None = None
+    ) -> bool:
         """Asks the ingest for history; ``done`` runs when the answer arrives, in stream order
         (before any update that follows it), or with None if the ingest goes away first.
         False (and ``done`` never called) while no ingest is joined."""
@@ -93,7 +95,10 @@ class BusClient(asyncio.Protocol):
             return False
         self._request_ids += 1
         self._fetches[self._request_ids] = done
-        self._send(json_message(Kind.FETCH, {"id": self._request_ids, "channels": channels, "since": since}))
+        request: dict[str, Any] = {"id": self._request_ids, "channels": channels, "since": since}
+        if admit is not None:
+            request["admit"] = admit
+        self._send(json_message(Kind.FETCH, request))
         return True
 
     def taken(self, session: str) -> None:
@@ -129,7 +134,15 @@ class BusClient(asyncio.Protocol):
         done = self._fetches.pop(header["id"], None)
         if done is not None:
             k = header["missed"]
-            done(Found(missed=updates[:k], gaps=header["gaps"], latest=updates[k:]))
+            done(
+                Found(
+                    missed=updates[:k],
+                    gaps=header["gaps"],
+                    latest=updates[k:],
+                    refused=header.get("refused", ""),
+                    added=header.get("added", []),
+                )
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

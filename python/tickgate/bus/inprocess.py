@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tickgate._core import Update
 from tickgate.bus.base import EdgeSink, FeedState, IngestState
-from tickgate.sessions.history import FoundCallback, History
+from tickgate.sessions.history import Found, FoundCallback, History
 from tickgate.upstream.pool import SubscriptionPool
 
 
@@ -27,8 +27,19 @@ class InProcessBus:
     def remove(self, channels: list[str]) -> None:
         self._pool.remove(channels)
 
-    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
-        done(self._history.find(channels, since))
+    def fetch(
+        self, channels: list[str], since: dict[str, int], done: FoundCallback, admit: int | None = None
+    ) -> bool:
+        if admit is not None:
+            refused, added = self._pool.admit(channels, admit)
+            if refused:
+                done(Found(refused=refused, added=added))
+                return True
+        else:
+            added = []
+        found = self._history.find(channels, since)
+        found.added = added
+        done(found)  # subscribing them (the pool's add) follows at once, in this call
         return True
 
     def taken(self, session: str) -> None:

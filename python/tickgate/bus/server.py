@@ -258,12 +258,19 @@ class BusServer:
         if self._pending:
             self._flush()
         channels = [c for c in request["channels"] if isinstance(c, str)]
+        refused, added = "", []
+        if isinstance(request.get("admit"), int):
+            refused, added = self.pool.admit(channels, request["admit"])
+            if refused:  # nothing routed, nothing subscribed upstream
+                header = {"id": request["id"], "gaps": [], "missed": 0, "refused": refused, "added": added}
+                link.send(headed_message(Kind.FETCHED, header, pack_updates([])))
+                return
         new = [c for c in channels if c not in link.channels]
         link.channels.update(new)
         if new:
             self.pool.add(new)
         found = Found() if self.history is None else self.history.find(channels, request.get("since") or {})
-        header = {"id": request["id"], "gaps": found.gaps, "missed": len(found.missed)}
+        header = {"id": request["id"], "gaps": found.gaps, "missed": len(found.missed), "added": added}
         link.send(headed_message(Kind.FETCHED, header, pack_updates(found.missed + found.latest)))
 
     def lost(self, link: _EdgeLink, exc: Exception | None = None) -> None:

@@ -22,7 +22,7 @@ class Kind(enum.IntEnum):
     ADD = 2  # channels gaining their first receiver on the edge
     REMOVE = 3  # channels losing their last receiver on the edge
     STATS = 4  # JSON: the edge's figures, for the node-wide view
-    FETCH = 5  # JSON {"id", "channels", "since"}: history for a client (snapshots, resume)
+    FETCH = 5  # JSON {"id", "channels", "since", "admit"?}: history for a client (snapshots, resume)
     TAKEN = 6  # a session id: this edge's client took the session over
     SESSION = 7  # header {"session", "live"}, then the record (empty: none; ``SessionHost.save``)
     CLAIM = 8  # JSON {"id", "session"}: a resume's claim on a session the ingest holds
@@ -31,7 +31,7 @@ class Kind(enum.IntEnum):
     UPDATES = 11  # a core bus record
     REFUSED = 12  # JSON {"channels", "reason"}
     NODE = 13  # JSON: the node-wide view (upstream, every worker's figures)
-    FETCHED = 14  # header {"id", "gaps", "missed"}, then a core bus record
+    FETCHED = 14  # header {"id", "gaps", "missed", "refused"?, "added"}, then a core bus record
     TAKEN_ELSEWHERE = 15  # a session id another edge's client took over: close its old connection
     CLAIMED = 16  # header {"id"}, then the record (empty: none)
     FEED = 17  # JSON {"up", "reason"}: the provider feed went down or came back

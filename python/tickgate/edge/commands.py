@@ -168,7 +168,7 @@ def describe(channels: list[str]) -> dict[str, list[str]]:
     return {"symbols": sorted(symbols), "types": sorted(types), "channels": sorted(channels)}
 
 
-def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply, bytes | None]:
+def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Outcome:
     symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
     types = _canonical(cmd.types or list(DEFAULT_TYPES), normalize_type, ErrorCode.INVALID_TYPE, "types")
     channels = [make_channel(s, t) for s in symbols for t in types]
@@ -182,9 +182,6 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Re
             f"subscribing {len(new)} more channels would exceed the limit of {limit} "
             f"per connection (holding {len(held)})",
         )
-    # Channels new to the client are subscribed once the history has answered (at once in one
-    # process; over the bus in a node), so their snapshots come before any live update.
-    then = subscribe_with_snapshots(conn, hub, new) if new else None
     mine = describe(sorted({*held, *new}))
     reply = Reply(
         type="success",
@@ -195,8 +192,12 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> tuple[Re
         channels=channels,
         epoch=hub.epoch,
     )
-    # Right after the reply, the latest of each channel new to this client: a board fills at once.
-    return reply, then
+    if not new:
+        return reply, None
+    # Channels new to the client are subscribed once the ingest admitted them upstream and its
+    # history answered (at once in one process; over the bus in a node): the reply, then the
+    # latest of each (a board fills at once), then live updates.
+    return subscribe_with_snapshots(conn, hub, new, reply, cmd.id)
 
 
 def _unsubscribe(cmd: Unsubscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
@@ -233,7 +234,7 @@ def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
     return reply
 
 
-def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | None, bytes | None]:
+def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> Outcome:
     """Carries out one command; raises ``ProtocolError`` for the client's mistakes."""
     match command:
         case Subscribe():
@@ -269,6 +270,6 @@ def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -
         log.exception("request from %r failed", conn)
         hub.counters.client_errors += 1
         return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id), None
-    if reply is not None:  # None: it is sent later (a resume waiting on Redis)
+    if isinstance(reply, Reply):  # None: it is sent later (an answer over the bus, Redis)
         reply.id = request_id
     return reply, then

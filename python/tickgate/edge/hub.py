@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from picows import WSCloseCode
 
-from tickgate._core import DecodeError, Dispatcher, Update
+from tickgate._core import DecodeError, Dispatcher, Update, split_channel
 from tickgate.bus.base import FeedState, IngestState, Interest
 from tickgate.config import GatewayConfig
 from tickgate.edge.liveness import Liveness
@@ -65,7 +65,9 @@ class _NoInterest:
     def remove(self, channels: list[str]) -> None:
         pass
 
-    def fetch(self, channels: list[str], since: dict[str, int], done: FoundCallback) -> bool:
+    def fetch(
+        self, channels: list[str], since: dict[str, int], done: FoundCallback, admit: int | None = None
+    ) -> bool:
         return False
 
     def taken(self, session: str) -> None:
@@ -124,6 +126,9 @@ class EdgeHub:
         local = MemorySessions(config.session_ttl, config.session_max_detached)
         self.sessions: SessionStore = RedisSessions(config.redis_url, local) if config.redis_url else local
         self.session_ids = SessionIds()
+        #: Symbols each connection brought to the upstream connection (counted against its
+        #: share while it holds them; only connections that brought any are here).
+        self.upstream_adds: dict[int, set[str]] = {}
         #: Connected clients holding a session they resumed (their id is not derived).
         self.resumed: dict[str, ClientConnection] = {}
         # Connections closed because their session was resumed elsewhere: it is not theirs to
@@ -277,11 +282,17 @@ class EdgeHub:
         conn.close(CLOSE_RESUMED, "session resumed on another connection")
 
     def query(
-        self, conn: ClientConnection, channels: list[str], since: dict[str, int], done: FoundCallback
+        self,
+        conn: ClientConnection,
+        channels: list[str],
+        since: dict[str, int],
+        done: FoundCallback,
+        admit: bool = False,
     ) -> bool:
         """Runs ``done`` with what the ingest's history has for ``conn`` (None: unreachable),
-        unless ``conn`` left meanwhile. Returns whether it ran already (in one process) rather
-        than later, when the answer comes over the bus."""
+        unless ``conn`` left meanwhile. ``admit``: the channels must first fit upstream, within
+        ``conn``'s share (``Found.refused`` says why not). Returns whether it ran already (in
+        one process) rather than later, when the answer comes over the bus."""
         answered = returned = False
 
         def answer(found: Found | None) -> None:
@@ -289,7 +300,7 @@ class EdgeHub:
             answered = True
             if not conn.closed:
                 done(found)
-            elif returned:
+            elif returned and not (found is not None and found.refused):
                 # Over the bus the ingest routed the channels here for this client; let go of
                 # those no other client here holds.
                 held = set(self.dispatcher.channels())
@@ -297,10 +308,19 @@ class EdgeHub:
                 if unused:
                     self.interest.remove(unused)
 
-        if not self.interest.fetch(channels, since, answer):
+        share = self.share_left(conn) if admit else None
+        if not self.interest.fetch(channels, since, answer, share):
             answer(None)
         returned = True
         return answered
+
+    def share_left(self, conn: ClientConnection) -> int:
+        """How many more symbols new to the upstream connection ``conn`` may bring."""
+        return max(0, self.config.upstream_symbols_per_connection - len(self.upstream_adds.get(conn.id, ())))
+
+    def brought_upstream(self, conn: ClientConnection, symbols: list[str]) -> None:
+        if symbols:
+            self.upstream_adds.setdefault(conn.id, set()).update(symbols)
 
     def detach(self, conn: ClientConnection) -> None:
         """Forgets a connection and its subscriptions, keeping its session for the TTL if it
@@ -320,6 +340,7 @@ class EdgeHub:
             # restart.
             if record.channels:
                 self.sessions.put(session, record)
+        self.upstream_adds.pop(conn.id, None)
         last = self.dispatcher.disconnect(conn.id)
         if last:
             self.interest.remove(last)
@@ -334,6 +355,11 @@ class EdgeHub:
         last = self.dispatcher.unsubscribe(conn.id, channels)
         if last:
             self.interest.remove(last)
+        added = self.upstream_adds.get(conn.id)
+        if added:  # symbols it no longer holds no longer count against its share
+            added.intersection_update(split_channel(c)[0] for c in self.dispatcher.channels_of(conn.id))
+            if not added:
+                del self.upstream_adds[conn.id]
         self._session_changed(conn)
 
     def mode_changed(self, conn: ClientConnection) -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tickgate.edge.replies import Reply
+from tickgate.edge.replies import Message, Reply, error_reply
+from tickgate.errors import ErrorCode
 from tickgate.sessions.history import Found
 from tickgate.sessions.record import SessionRecord
 from tickgate.sessions.store import SessionStoreUnavailable
+from tickgate.upstream.pool import OVER_SHARE
 
 if TYPE_CHECKING:
     from tickgate.edge.commands import Resume
@@ -29,28 +31,56 @@ if TYPE_CHECKING:
 log = logging.getLogger("tickgate.edge")
 
 
-def subscribe_with_snapshots(conn: ClientConnection, hub: EdgeHub, channels: list[str]) -> bytes | None:
-    """Subscribes ``conn`` to ``channels`` (new to it) once the history has answered, and
-    returns (or, answered later over the bus, writes) the snapshots that go right after the
-    reply: the live updates that follow join them in order."""
-    out: list[bytes | None] = [None]
+def subscribe_with_snapshots(
+    conn: ClientConnection, hub: EdgeHub, channels: list[str], reply: Reply, request_id: Any
+) -> tuple[Message | None, bytes | None]:
+    """Subscribes ``conn`` to ``channels`` (new to it) once the ingest has admitted them
+    upstream and its history has answered: ``reply``, then the snapshots, and live updates
+    after them in order; or a ``capacity`` error and nothing applied. Returns them (in one
+    process), or ``(None, None)`` and sends them when the answer comes over the bus."""
+    out: list[tuple[Message, bytes | None]] = []
     sync = True
 
     def done(found: Found | None) -> None:
-        hub.subscribe(conn, channels)
-        snaps = (
-            hub.dispatcher.frames_for(conn.id, found.latest, snapshot=True)
-            if found and found.latest
-            else None
-        )
-        snaps = hub.with_stale_status(conn, snaps, channels)
+        answer: Message
+        snaps = None
+        if found is not None and found.refused:
+            hub.counters.client_errors += 1
+            answer = error_reply(
+                ErrorCode.CAPACITY, _capacity_message(hub, found), request_id, channels=sorted(channels)
+            )
+        else:
+            # With no ingest to ask (None), the channels go upstream when it is back.
+            hub.subscribe(conn, channels)
+            if found is not None:
+                hub.brought_upstream(conn, found.added)
+                if found.latest:
+                    snaps = hub.dispatcher.frames_for(conn.id, found.latest, snapshot=True)
+            snaps = hub.with_stale_status(conn, snaps, channels)
+            answer = reply
         if sync:
-            out[0] = snaps
-        elif snaps:
-            conn.write(snaps)
+            out.append((answer, snaps))
+            return
+        if isinstance(answer, Reply):
+            answer.id = request_id
+        conn.respond(answer, snaps)
 
-    sync = hub.query(conn, channels, {}, done)
-    return out[0]
+    sync = hub.query(conn, channels, {}, done, admit=True)
+    return out[0] if out else (None, None)
+
+
+def _capacity_message(hub: EdgeHub, found: Found) -> str:
+    new = len(found.added)
+    if found.refused == OVER_SHARE:
+        share = hub.config.upstream_symbols_per_connection
+        return (
+            f"these channels need {new} symbols new to the provider connection; one client may bring "
+            f"at most {share} (upstream_symbols_per_connection)"
+        )
+    return (
+        f"these channels need {new} symbols new to the provider connection, which is at its limit "
+        f"of {hub.config.upstream_max_symbols} symbols (upstream_max_symbols)"
+    )
 
 
 def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | None, bytes | None]:

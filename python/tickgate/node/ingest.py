@@ -39,7 +39,7 @@ class Ingest:
             max_past_ms=int(config.upstream_max_event_age * 1000),
             max_future_ms=int(config.upstream_max_event_lead * 1000),
         )
-        self.pool = SubscriptionPool()
+        self.pool = SubscriptionPool(max_symbols=config.upstream_max_symbols)
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self.upstream_url: str | None = None

@@ -20,6 +20,10 @@ class Found:
     gaps: list[str] = field(default_factory=list)
     #: The latest update of each asked channel that has one.
     latest: list[Update] = field(default_factory=list)
+    #: For a query that asked for admission: why the channels were refused upstream ("": they
+    #: were admitted), and the symbols they brought to the upstream connection.
+    refused: str = ""
+    added: list[str] = field(default_factory=list)
 
 
 #: Called with what was found, or None when the history cannot be reached.

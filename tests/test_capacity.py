@@ -1,0 +1,69 @@
+"""A fair share of the provider's symbol limit: a subscribe that needs symbols new to the
+upstream connection past the provider's limit, or past the client's share of it, is refused at
+once with ``capacity`` and nothing applied, never ``success`` then ``upstream_rejected``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gatewaykit import FAST_UPSTREAM, TOKEN, Client, start_gateway, start_simulator, wait_until
+from tickgate.config import GatewayConfig
+from tickgate.node.supervisor import Node
+
+LIMITS = dict(upstream_max_symbols=10, upstream_symbols_per_connection=5)
+
+
+def junk(n: int, prefix: str = "J") -> list[str]:
+    return [f"{prefix}{i}$US" for i in range(n)]
+
+
+async def sub(c: Client, symbols: list[str]) -> dict[str, Any]:
+    return await c.request({"action": "subscribe", "symbols": symbols, "types": ["quote"]})
+
+
+async def check_fair_share(gw: Any, sim: Any) -> None:
+    a, b, c = [await Client.connect(gw) for _ in range(3)]
+    # One client asking for more new symbols than its share: refused whole, nothing applied.
+    refused = await sub(a, junk(1000))
+    assert refused["type"] == "error" and refused["code"] == "capacity", refused
+    assert "at most 5" in refused["msg"] and len(refused["channels"]) == 1000
+    assert (await a.request({"action": "query_subscribe"}))["channels"] == []
+    # Within its share: fine. Another client fills the rest of the provider's limit.
+    assert (await sub(a, junk(5, "A")))["type"] == "success"
+    assert (await sub(b, junk(5, "B")))["type"] == "success"
+    await wait_until(lambda: len(sim.subscriptions()) == 10, what="10 symbols upstream")
+    # The provider connection is full: a new symbol is refused at once, whoever asks.
+    full = await sub(c, ["MSFT$US"])
+    assert full["type"] == "error" and full["code"] == "capacity" and "at its limit of 10" in full["msg"], (
+        full
+    )
+    # A symbol already streamed costs the provider nothing: always admitted.
+    assert (await sub(c, ["A0$US"]))["type"] == "success"
+    await c.push(lambda m: m["data"]["symbol"] == "A0$US")
+    # Room made: the new symbol fits now, and data comes (no upstream_rejected after).
+    await a.request({"action": "unsubscribe", "symbols": ["A1$US"], "types": ["quote"]})
+    await wait_until(lambda: "A1$US" not in sim.subscriptions(), what="A1 dropped upstream")
+    assert (await sub(c, ["MSFT$US"]))["type"] == "success"
+    await c.push(lambda m: m["data"]["symbol"] == "MSFT$US")
+    await asyncio.gather(a.close(), b.close(), c.close())
+
+
+async def test_one_process_refuses_past_the_share_and_the_provider_limit_at_once() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim, **LIMITS)
+    try:
+        await check_fair_share(gw, sim)
+    finally:
+        await gw.stop()
+        await sim.stop()
+
+
+async def test_a_node_of_workers_refuses_past_the_limit_across_workers() -> None:
+    sim = await start_simulator()
+    config = GatewayConfig(port=0, upstream_url=sim.url, upstream_token=TOKEN, **LIMITS, **FAST_UPSTREAM)
+    try:
+        async with Node(config, 2) as node:
+            await check_fair_share(node, sim)
+    finally:
+        await sim.stop()
