@@ -28,8 +28,9 @@ def test_baseline_emits_the_same_json_as_the_core() -> None:
         tick("aapl.us", 225.3, 7),
     ]
     for frame in frames:
-        (u,), _ = core.ingest(frame, 42)
-        framed = baseline.process(frame, 42)
+        # A receive time just after the fixtures' event times (far from it would be implausible).
+        (u,), _ = core.ingest(frame, 1_731_689_500_000)
+        framed = baseline.process(frame, 1_731_689_500_000)
         assert framed is not None
         assert framed[0] == 0x81
         assert json.loads(framed[framed.index(b"{") :]) == json.loads(u.json), frame

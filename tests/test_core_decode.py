@@ -23,8 +23,13 @@ from frames import (
 )
 
 
+#: A receive time just after the fixtures' event times (an update stamped far from its receipt
+#: is dropped as implausible).
+RECV_MS = 1_731_689_500_000
+
+
 def one(frame: bytes | str) -> Update | ControlEvent:
-    updates, controls = FeedProcessor("itick", epoch="e").ingest(frame, 1)
+    updates, controls = FeedProcessor("itick", epoch="e").ingest(frame, RECV_MS)
     (event,) = updates + controls
     return event
 
@@ -71,7 +76,7 @@ def test_quote() -> None:
     assert (d["open"], d["high"], d["low"]) == (226.27, 226.92, 224.44)
     assert (d["volume"], d["turnover"], d["status"]) == (16742235, 3774688301.452, 0)
     assert u.event_time_ms == 1731689407000
-    assert u.recv_time_ms == 1
+    assert u.recv_time_ms == RECV_MS
 
 
 def test_tick() -> None:
@@ -160,7 +165,13 @@ def test_batch_keeps_going_past_bad_frames() -> None:
     assert [c.kind for c in controls] == ["connected"]
     assert all(isinstance(e, FrameError) for e in errors)
     assert [(e.index, e.code) for e in errors] == [(1, "invalid_json"), (3, "invalid_symbol")]
-    assert p.stats() == {"frames": 5, "updates": 2, "errors": 2, "symbols": 1}
+    assert p.stats() == {
+        "frames": 5,
+        "updates": 2,
+        "errors": 2,
+        "symbols": 1,
+        "dropped": {"price": 0, "volume": 0, "time": 0},
+    }
 
 
 def test_bad_frame_leaves_state_untouched() -> None:

@@ -224,7 +224,11 @@ async def test_slow_reader_is_conflated_then_closed_while_others_keep_up() -> No
 
 async def test_client_flooding_requests_without_reading_is_dropped() -> None:
     gw = await start_gateway(
-        None, simulator_rate=0.0, max_send_buffer_bytes=256 * 1024, slow_consumer_soft_cap_bytes=64 * 1024
+        None,
+        simulator_rate=0.0,
+        max_send_buffer_bytes=256 * 1024,
+        slow_consumer_soft_cap_bytes=64 * 1024,
+        upstream_symbols_per_connection=500,  # big replies: 500 symbols, all this client's
     )
     try:
         # max_queue=1: the client library stops reading, so replies back up to the gateway.
