@@ -22,7 +22,6 @@ from frames import (
     TICK,
 )
 
-
 #: A receive time just after the fixtures' event times (an update stamped far from its receipt
 #: is dropped as implausible).
 RECV_MS = 1_731_689_500_000
