@@ -34,10 +34,12 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
     try:
         c = await Client.connect(gw)
         assert (await c.request(SUBSCRIBE))["type"] == "success"
-        await c.push()
+        warm = await c.collect(0.5)  # both channels' updates (20/s each)
         lost_at = time.monotonic()
         await sim.stop()
-        status, _ = await next_status(c)
+        status, before_stale = await next_status(c)
+        last = {m["data"]["symbol"]: m["data"]["seq"] for m in [*warm, *before_stale] if "data" in m}
+        assert set(last) == {"AAPL$US", "MSFT$US"}
         assert status == {"type": "status", "state": "stale", "reason": "upstream_down", "channels": CHANNELS}
         assert time.monotonic() - lost_at < 2.0
         assert gw.health()["status"] == "degraded"
@@ -61,7 +63,9 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
         refreshed = {m["data"]["symbol"] for m in before if m.get("refresh")}
         assert refreshed == {"AAPL$US", "MSFT$US"}, before
         assert all(m["snapshot"] is True for m in before if m.get("refresh"))
-        await c.push()
+        live = await c.push(lambda m: "snapshot" not in m)
+        # The hole shows in seq too: at least one skipped across the outage.
+        assert live["data"]["seq"] >= last[live["data"]["symbol"]] + 2, (live, last)
         assert gw.health()["status"] == "ok"
         await asyncio.gather(c.close(), late.close())
     finally:

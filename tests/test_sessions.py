@@ -183,6 +183,7 @@ async def test_history_gone_epoch_changed_and_expired_sessions_are_said_plainly(
 async def test_resuming_on_a_second_connection_closes_the_first(sim: ItickSimulator) -> None:
     gw = await start_gateway(sim)
     try:
+        keeper = await subscribed(gw)  # keeps the channels streamed while the client is away
         first = await subscribed(gw)
         seen: dict[str, list[int]] = defaultdict(list)
         record(seen, await first.collect(0.3))
@@ -201,7 +202,7 @@ async def test_resuming_on_a_second_connection_closes_the_first(sim: ItickSimula
         assert reply["recovered"] is True and reply["session"] == first.welcome["session"], reply.get(
             "reason"
         )
-        await third.close()
+        await asyncio.gather(third.close(), keeper.close())
     finally:
         await gw.stop()
 
@@ -232,5 +233,31 @@ async def test_a_session_resumed_on_another_worker_is_not_kept_by_its_old_one(si
             reply = await fresh.request({"action": "resume", "session": client.welcome["session"]})
             assert reply["recovered"] is False and reply["reason"] == "unknown_session"
             await fresh.close()
+    finally:
+        await gw.stop()
+
+
+async def test_a_resume_across_a_time_nobody_held_the_channel_is_not_recovered(sim: ItickSimulator) -> None:
+    """Its only holder gone, a channel stops being streamed upstream: updates the provider sent
+    meanwhile never reached the gateway. A resume across that hole must not say recovered, and
+    the live stream shows it too (seq skips one)."""
+    gw = await start_gateway(sim)
+    try:
+        c = await subscribed(gw)
+        seen: dict[str, list[int]] = defaultdict(list)
+        record(seen, await c.collect(0.3))
+        await drop(c)
+        await wait_until(lambda: not gw.pool.channels(), what="the channels dropped upstream")
+        await asyncio.sleep(0.3)  # the provider's updates of these channels go nowhere now
+        fresh, reply = await resume(gw, c, seen)
+        assert reply["recovered"] is False and reply["reason"] == "history_gone", reply
+        snapshots = [m for m in await fresh.collect(0.5) if m.get("type") == "stock_quote"]
+        assert snapshots and snapshots[0]["snapshot"] is True
+        live = [m for m in snapshots if "snapshot" not in m]
+        first = {channel_of(m): m["data"]["seq"] for m in reversed(live)}
+        for ch, seq in first.items():
+            # At least one skipped (updates already on the way as it was dropped come after it).
+            assert seq >= last_seqs(seen)[ch] + 2, f"{ch}: no skip after the hole ({seq})"
+        await fresh.close()
     finally:
         await gw.stop()

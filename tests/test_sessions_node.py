@@ -68,6 +68,7 @@ async def test_without_redis_resuming_closes_the_old_connection_on_its_worker_an
     sim: ItickSimulator,
 ) -> None:
     async with Node(node_config(sim), 3) as node:
+        keeper = await subscribed(node)  # type: ignore[arg-type]  # keeps the channels streamed
         for _ in range(3):  # the new connection lands on the old one's worker or another
             old = await subscribed(node)  # type: ignore[arg-type]
             seen: dict[str, list[int]] = defaultdict(list)
@@ -91,6 +92,7 @@ async def test_without_redis_resuming_closes_the_old_connection_on_its_worker_an
             query = await again.request({"action": "query_subscribe"})
             assert "700$HK:tick" not in query["channels"] and "700$HK:quote" in query["channels"]
             await again.close()
+        await keeper.close()
 
 
 async def test_clients_of_a_killed_worker_resume_on_the_others_without_a_gap(sim: ItickSimulator) -> None:

@@ -255,6 +255,7 @@ async def test_in_a_node_resuming_closes_the_old_connection_on_whichever_worker_
         port=0, upstream_url=sim.url, upstream_token="test-token", redis_url=redis_server.url, **FAST_UPSTREAM
     )
     async with Node(config, 3) as node:
+        keeper = await subscribed(node)  # type: ignore[arg-type]  # keeps the channels streamed
         for _ in range(3):  # the new connection lands on the old one's worker or another: both close it
             old = await subscribed(node)  # type: ignore[arg-type]
             seen: dict[str, list[int]] = defaultdict(list)
@@ -268,6 +269,7 @@ async def test_in_a_node_resuming_closes_the_old_connection_on_whichever_worker_
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
             await fresh.push()
             await fresh.close()
+        await keeper.close()
 
 
 async def test_a_storm_of_claims_shares_a_few_redis_connections_and_loses_no_session(

@@ -186,6 +186,17 @@ impl PyFeedProcessor {
     }
 
     /// Counters: frames, updates, errors, symbols.
+    /// Marks a hole in each of `channels` (their stream stopped reaching the gateway): the next
+    /// update of each skips one seq, so no one resumes across it believing nothing was missed.
+    /// Channels that are not `SYMBOL:type` are ignored.
+    fn mark_gap(&mut self, channels: Vec<String>) {
+        for channel in &channels {
+            if let Ok((symbol, kind)) = parse_channel(channel) {
+                self.inner.mark_gap(&symbol, kind);
+            }
+        }
+    }
+
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (frames, updates, errors) = self.inner.counters();
         let d = PyDict::new(py);

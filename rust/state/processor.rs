@@ -135,6 +135,20 @@ impl FeedProcessor {
             .map_or(0, |&id| self.symbols[id].seqs[kind.slot()])
     }
 
+    /// Marks a hole in `symbol`'s `kind` channel: the stream stopped reaching the gateway (the
+    /// provider connection was lost, or nobody held the channel so it was not streamed), so
+    /// the next update skips one seq. A client that sees the skip, or resumes across it, knows
+    /// it may have missed updates the gateway never received. Nothing to mark on a channel
+    /// never numbered.
+    pub fn mark_gap(&mut self, symbol: &str, kind: Kind) {
+        if let Some(&id) = self.symbol_ids.get(symbol) {
+            let seq = &mut self.symbols[id].seqs[kind.slot()];
+            if *seq > 0 {
+                *seq += 1;
+            }
+        }
+    }
+
     /// Decodes one provider frame and appends what it holds to `out`. On error nothing is
     /// appended and no state changes, so one bad frame costs only itself.
     pub fn process(&mut self, frame: &[u8], recv_time_ms: i64, out: &mut Vec<Event>) -> CoreResult<()> {

@@ -178,3 +178,15 @@ fn implausible_updates_are_dropped_by_reason_before_numbering() {
     assert_eq!(updates(&mut p, &[TICK])[0].seq, 1);
     assert_eq!(p.symbol_count(), 1);
 }
+
+#[test]
+fn a_marked_gap_skips_one_seq_on_that_channel_only() {
+    let mut p = processor();
+    updates(&mut p, &[TICK, TICK, QUOTE]);
+    p.mark_gap("AAPL$US", Kind::Tick);
+    p.mark_gap("MSFT$US", Kind::Tick); // never numbered: nothing to mark
+    assert_eq!(p.last_seq("AAPL$US", Kind::Tick), 3);
+    let next = updates(&mut p, &[TICK, QUOTE]);
+    assert_eq!((next[0].seq, next[1].seq), (4, 2));
+    assert_eq!(p.last_seq("MSFT$US", Kind::Tick), 0);
+}

@@ -119,15 +119,25 @@ impl ReplayRing {
         let Some(queue) = self.channels.get(channel) else {
             return Replay::Gap;
         };
-        match queue.front() {
-            Some(first) if first.update.seq <= after_seq + 1 => Replay::Updates(
-                queue
-                    .iter()
-                    .filter(|u| u.update.seq > after_seq)
-                    .cloned()
-                    .collect(),
-            ),
-            _ => Replay::Gap,
+        if queue.front().is_none_or(|first| first.update.seq > after_seq + 1) {
+            return Replay::Gap; // evicted past the asked seq
+        }
+        let missed: Vec<Arc<EncodedUpdate>> = queue
+            .iter()
+            .filter(|u| u.update.seq > after_seq)
+            .cloned()
+            .collect();
+        // Every seq from the asked one to the last given out, each once: a seq the processor
+        // skipped (the stream had a hole: the provider connection was lost, or nobody held the
+        // channel) is a gap no replay can fill.
+        let contiguous = missed
+            .iter()
+            .zip(after_seq + 1..)
+            .all(|(u, seq)| u.update.seq == seq);
+        if contiguous && missed.last().map_or(after_seq, |u| u.update.seq) == last_seq {
+            Replay::Updates(missed)
+        } else {
+            Replay::Gap
         }
     }
 
@@ -185,6 +195,24 @@ mod tests {
         assert_eq!(ring.stats().channels, 0);
         // The latest value stays for snapshots.
         assert_eq!(ring.latest("A$US:quote").unwrap().update.seq, 5);
+    }
+
+    #[test]
+    fn a_skipped_seq_is_a_gap_no_replay_fills() {
+        let mut ring = ReplayRing::new(ReplayLimits {
+            window_ms: 60_000,
+            max_bytes: 1 << 20,
+        });
+        for seq in [1, 2, 3, 5, 6] {
+            ring.append(&quote("A$US:quote", seq, 100), 100);
+        }
+        // 4 was skipped (the stream had a hole): nothing before it can be resumed.
+        assert_eq!(seqs(ring.since("A$US:quote", 2, 6)), None);
+        assert_eq!(seqs(ring.since("A$US:quote", 3, 6)), None);
+        assert_eq!(seqs(ring.since("A$US:quote", 4, 6)), Some(vec![5, 6]));
+        // Skipped after the last held update (nothing came since): a gap too.
+        assert_eq!(seqs(ring.since("A$US:quote", 6, 7)), None);
+        assert_eq!(seqs(ring.since("A$US:quote", 5, 7)), None);
     }
 
     #[test]

@@ -40,6 +40,9 @@ class Ingest:
             max_future_ms=int(config.upstream_max_event_lead * 1000),
         )
         self.pool = SubscriptionPool(max_symbols=config.upstream_max_symbols)
+        # A channel no longer streamed has a hole in its updates from now on: its next seq
+        # skips one, so no client resumes across it believing it missed nothing.
+        self.pool.on_dropped(self.processor.mark_gap)
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self.upstream_url: str | None = None
@@ -83,6 +86,7 @@ class Ingest:
                 log.info("provider feed delivering")
             else:
                 log.warning("provider feed down (%s): clients' channels are stale", reason)
+                self.processor.mark_gap(self.pool.channels())  # what it misses now is lost
             if feed is not None:
                 feed(self.feed)
 

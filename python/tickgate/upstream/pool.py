@@ -32,6 +32,7 @@ class SubscriptionPool:
         # Symbol -> how many of its channels the union holds (the provider counts symbols).
         self._symbols: dict[str, int] = {}
         self._refusal_sinks: list[RefusalSink] = []
+        self._dropped_sinks: list[Callable[[list[str]], None]] = []
 
     def attach(self, upstream: UpstreamAdapter) -> None:
         """Streams the pool's union through ``upstream`` (subscribing what is wanted already)."""
@@ -42,6 +43,15 @@ class SubscriptionPool:
     def on_refused(self, sink: RefusalSink) -> None:
         """Registers an edge to be told about refusals."""
         self._refusal_sinks.append(sink)
+
+    def on_dropped(self, sink: Callable[[list[str]], None]) -> None:
+        """Registers who is told of channels that stop being streamed upstream (the last
+        holder left, or the provider refused them): their stream has a hole from now on."""
+        self._dropped_sinks.append(sink)
+
+    def _dropped(self, channels: list[str]) -> None:
+        for sink in self._dropped_sinks:
+            sink(channels)
 
     def admit(self, channels: list[str], may_add: int) -> tuple[str, list[str]]:
         """Whether ``channels`` fit upstream: ``("", symbols new to it)`` if so, else the
@@ -78,8 +88,10 @@ class SubscriptionPool:
                     self._forget_symbol_of(channel)
             else:
                 self._refcount[channel] = n - 1
-        if last and self.upstream is not None:
-            self.upstream.unsubscribe(last)
+        if last:
+            self._dropped(last)
+            if self.upstream is not None:
+                self.upstream.unsubscribe(last)
 
     def refused(self, channels: list[str], reason: str) -> None:
         """The provider refused ``channels``: forget them, and have every edge drop them from
@@ -87,6 +99,7 @@ class SubscriptionPool:
         for channel in channels:
             if self._refcount.pop(channel, None) is not None:
                 self._forget_symbol_of(channel)
+        self._dropped(channels)
         for sink in self._refusal_sinks:
             sink(channels, reason)
 
