@@ -169,6 +169,7 @@ def test_batch_keeps_going_past_bad_frames() -> None:
         "updates": 2,
         "errors": 2,
         "symbols": 1,
+        "released": 0,
         "dropped": {"price": 0, "volume": 0, "time": 0},
     }
 

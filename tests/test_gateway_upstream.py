@@ -295,3 +295,31 @@ async def test_impossible_provider_values_are_dropped_counted_and_leave_no_seq_h
         await c.close()
     finally:
         await gw.stop()
+
+
+async def test_symbol_state_is_released_after_the_last_holder_and_numbering_never_goes_back() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim, symbol_release_grace=0.2)
+    try:
+        c = await Client.connect(gw)
+        last_seq = 0
+        for round_ in range(5):  # new symbols each round, as a client browsing a market would
+            symbols = [f"R{round_}X{i}$US" for i in range(50)] + ["AAPL$US"]
+            assert (await c.request({"action": "subscribe", "symbols": symbols, "types": ["quote"]}))[
+                "type"
+            ] == "success"
+            push = await c.push(lambda m: m["data"]["symbol"] == "AAPL$US" and "snapshot" not in m)
+            assert push["data"]["seq"] > last_seq  # AAPL's numbering carries on above, never from 1
+            last_seq = push["data"]["seq"]
+            await c.request({"action": "unsubscribe", "symbols": symbols, "types": ["quote"]})
+            await wait_until(
+                lambda: gw.processor.stats()["symbols"] == 0, what="every symbol's state released"
+            )
+            assert gw.ingest.history.ring.stats()["channels"] == 0
+            assert gw.ingest.history.ring.latest("AAPL$US:quote") is None
+        # AAPL each round, and each other symbol that had an update before it was let go.
+        assert gw.processor.stats()["released"] > 5 * 5
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()

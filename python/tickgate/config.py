@@ -50,6 +50,9 @@ class GatewayConfig:
     # The provider's symbol limit for one connection (iTick counts symbols; 0: none), and the
     # share of it one client connection may fill with symbols nobody else streams.
     upstream_max_symbols: int = 1000
+    # How long the core keeps a symbol's state after nobody holds any of its channels (a client
+    # coming straight back keeps its numbering); then memory follows what is subscribed.
+    symbol_release_grace: float = 60.0
     upstream_symbols_per_connection: int = 250
     # Provider updates whose event time is further than this before / after their receipt are
     # dropped as implausible (seconds read as milliseconds, a year 5138).

@@ -186,6 +186,12 @@ impl PyFeedProcessor {
     }
 
     /// Counters: frames, updates, errors, symbols.
+    /// Forgets the state of `symbols` (nobody has held them for a while); returns how many had
+    /// any. If one comes back, its seqs carry on above every seq given out so far.
+    fn release(&mut self, symbols: Vec<String>) -> usize {
+        symbols.iter().filter(|s| self.inner.release(s)).count()
+    }
+
     /// Marks a hole in each of `channels` (their stream stopped reaching the gateway): the next
     /// update of each skips one seq, so no one resumes across it believing nothing was missed.
     /// Channels that are not `SYMBOL:type` are ignored.
@@ -204,6 +210,7 @@ impl PyFeedProcessor {
         d.set_item("updates", updates)?;
         d.set_item("errors", errors)?;
         d.set_item("symbols", self.inner.symbol_count())?;
+        d.set_item("released", self.inner.released_count())?;
         let dropped = PyDict::new(py);
         for (why, n) in self.inner.dropped() {
             dropped.set_item(why.name(), n)?;

@@ -7,6 +7,8 @@ use pyo3::types::{PyDict, PyList};
 
 use super::dispatcher::held_updates;
 use super::update::PyUpdate;
+use crate::model::kind::KLINE_PERIODS;
+use crate::model::{channel_name, Kind};
 use crate::state::now_ms;
 use crate::state::replay::{Replay, ReplayLimits, ReplayRing};
 
@@ -61,6 +63,17 @@ impl PyReplayRing {
     }
 
     /// The latest update seen on `channel`, however old, or `None`.
+    /// Drops everything held for every channel of `symbols` (their state was released).
+    fn forget_symbols(&mut self, symbols: Vec<String>) {
+        let kinds = [Kind::Tick, Kind::Quote, Kind::Depth]
+            .into_iter()
+            .chain((1..=KLINE_PERIODS).map(Kind::Kline));
+        let channels: Vec<String> = kinds
+            .flat_map(|k| symbols.iter().map(move |s| channel_name(s, k)))
+            .collect();
+        self.inner.forget(&channels);
+    }
+
     fn latest(&self, py: Python<'_>, channel: &str) -> PyResult<Option<Py<PyUpdate>>> {
         self.inner
             .latest(channel)

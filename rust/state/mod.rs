@@ -2,6 +2,7 @@
 pub mod calendar;
 pub mod derive;
 pub mod processor;
+pub mod released;
 pub mod replay;
 pub mod sanity;
 

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::calendar::DayRule;
 use super::derive::DailyState;
+use super::released::ReleasedSymbols;
 use super::sanity::{Implausible, SanityLimits};
 use crate::error::{CoreError, CoreResult, ErrorCode};
 use crate::model::symbol::region_of;
@@ -83,6 +84,9 @@ pub struct FeedProcessor {
     errors: u64,
     /// Updates dropped as implausible, by `Implausible` reason.
     dropped: [u64; Implausible::ALL.len()],
+    /// Seqs given out (and skipped) on all channels: no channel's seq is above it.
+    issued: u64,
+    released: ReleasedSymbols,
 }
 
 impl FeedProcessor {
@@ -101,6 +105,8 @@ impl FeedProcessor {
             updates: 0,
             errors: 0,
             dropped: [0; Implausible::ALL.len()],
+            issued: 0,
+            released: ReleasedSymbols::default(),
         }
     }
 
@@ -145,8 +151,32 @@ impl FeedProcessor {
             let seq = &mut self.symbols[id].seqs[kind.slot()];
             if *seq > 0 {
                 *seq += 1;
+                self.issued += 1;
             }
         }
+    }
+
+    /// Forgets `symbol`'s state (nobody has held it for a while): memory follows what is
+    /// subscribed. If it comes back, its seqs carry on above every seq given out so far, never
+    /// back from 1. Returns whether there was state to release.
+    pub fn release(&mut self, symbol: &str) -> bool {
+        let Some(id) = self.symbol_ids.remove(symbol) else {
+            return false;
+        };
+        self.symbols.swap_remove(id);
+        if let Some(moved) = self.symbols.get(id) {
+            *self
+                .symbol_ids
+                .get_mut(&*moved.symbol)
+                .expect("every held symbol is indexed") = id;
+        }
+        self.released.insert(symbol);
+        true
+    }
+
+    /// Symbols released so far.
+    pub fn released_count(&self) -> u64 {
+        self.released.count()
     }
 
     /// Decodes one provider frame and appends what it holds to `out`. On error nothing is
@@ -194,6 +224,7 @@ impl FeedProcessor {
         let kind = obs.payload.kind();
         state.seqs[kind.slot()] += 1;
         self.updates += 1;
+        self.issued += 1;
         Ok(MarketUpdate {
             symbol: state.symbol.clone(),
             channel: state.channel(kind),
@@ -221,10 +252,16 @@ impl FeedProcessor {
         }
         let symbol: Arc<str> = self.scratch.as_str().into();
         let id = self.symbols.len();
+        // A symbol whose state was released carries on above every seq given out before.
+        let base = if self.released.may_contain(&symbol) {
+            self.issued
+        } else {
+            0
+        };
         self.symbols.push(SymbolState {
             daily: DailyState::new(DayRule::for_region(region_of(&symbol))),
             symbol,
-            seqs: [0; KIND_SLOTS],
+            seqs: [base; KIND_SLOTS],
             channels: Default::default(),
         });
         self.symbol_ids.insert(self.scratch.as_str().into(), id);

@@ -190,3 +190,21 @@ fn a_marked_gap_skips_one_seq_on_that_channel_only() {
     assert_eq!((next[0].seq, next[1].seq), (4, 2));
     assert_eq!(p.last_seq("MSFT$US", Kind::Tick), 0);
 }
+
+#[test]
+fn a_released_symbol_comes_back_numbered_above_everything_before() {
+    let mut p = processor();
+    let msft = r#"{"code":1,"data":{"s":"MSFT$US","ld":400.1,"t":1731689407100,"v":5,"type":"tick"}}"#;
+    updates(&mut p, &[TICK, TICK, msft, QUOTE]);
+    assert_eq!(p.symbol_count(), 2);
+    assert!(p.release("AAPL$US"));
+    assert!(!p.release("AAPL$US"));
+    assert_eq!((p.symbol_count(), p.released_count()), (1, 1));
+    assert_eq!(p.last_seq("AAPL$US", Kind::Tick), 0);
+    // MSFT moved into AAPL's place and carries on.
+    assert_eq!(updates(&mut p, &[msft])[0].seq, 2);
+    // 5 seqs given out so far: AAPL comes back above all of them, on every channel.
+    let back = updates(&mut p, &[TICK, QUOTE]);
+    assert_eq!((back[0].seq, back[1].seq), (6, 6));
+    assert_eq!(p.symbol_count(), 2);
+}

@@ -42,8 +42,9 @@ pub struct ReplayStats {
 pub struct ReplayRing {
     limits: ReplayLimits,
     channels: FxHashMap<Arc<str>, VecDeque<Arc<EncodedUpdate>>>,
-    /// Arrival order across channels: (channel, receive time, bytes).
-    order: VecDeque<(Arc<str>, i64, usize)>,
+    /// Arrival order across channels: (channel, seq, receive time, bytes). The seq tells an
+    /// entry from a later one of the same channel name after the channel was forgotten.
+    order: VecDeque<(Arc<str>, u64, i64, usize)>,
     /// The latest update of every channel seen, however old (what a snapshot shows).
     latest: FxHashMap<Arc<str>, Arc<EncodedUpdate>>,
     stats: ReplayStats,
@@ -76,7 +77,8 @@ impl ReplayRing {
             .entry(channel.clone())
             .or_default()
             .push_back(update.clone());
-        self.order.push_back((channel, update.update.recv_time_ms, bytes));
+        self.order
+            .push_back((channel, update.update.seq, update.update.recv_time_ms, bytes));
         self.stats.bytes += bytes;
         self.stats.updates += 1;
         self.evict(now_ms);
@@ -85,7 +87,7 @@ impl ReplayRing {
     /// Drops what is older than the window or over the size cap.
     pub fn evict(&mut self, now_ms: i64) {
         let oldest_kept = now_ms - self.limits.window_ms;
-        while let Some((channel, recv_ms, bytes)) = self.order.front() {
+        while let Some((channel, seq, recv_ms, bytes)) = self.order.front() {
             let by_size = self.stats.bytes > self.limits.max_bytes;
             if !by_size && *recv_ms >= oldest_kept {
                 break;
@@ -98,7 +100,10 @@ impl ReplayRing {
             self.stats.bytes -= bytes;
             self.stats.updates -= 1;
             if let Some(queue) = self.channels.get_mut(channel) {
-                queue.pop_front();
+                // Not when the channel was forgotten since (its entries went with it).
+                if queue.front().is_some_and(|u| u.update.seq == *seq) {
+                    queue.pop_front();
+                }
                 if queue.is_empty() {
                     self.channels.remove(channel);
                 }
@@ -138,6 +143,16 @@ impl ReplayRing {
             Replay::Updates(missed)
         } else {
             Replay::Gap
+        }
+    }
+
+    /// Drops everything held for `channels` (their symbols' state was released): what a
+    /// snapshot or a resume could show of them is gone. Their bytes stay counted until their
+    /// place in the arrival order ages out.
+    pub fn forget<S: AsRef<str>>(&mut self, channels: &[S]) {
+        for channel in channels {
+            self.latest.remove(channel.as_ref());
+            self.channels.remove(channel.as_ref());
         }
     }
 
@@ -195,6 +210,25 @@ mod tests {
         assert_eq!(ring.stats().channels, 0);
         // The latest value stays for snapshots.
         assert_eq!(ring.latest("A$US:quote").unwrap().update.seq, 5);
+    }
+
+    #[test]
+    fn a_forgotten_channel_is_gone_and_its_old_entries_never_evict_new_ones() {
+        let mut ring = ReplayRing::new(ReplayLimits {
+            window_ms: 1_000,
+            max_bytes: 1 << 20,
+        });
+        for seq in 1..=3 {
+            ring.append(&quote("A$US:quote", seq, 100), 100);
+        }
+        ring.forget(&["A$US:quote"]);
+        assert!(ring.latest("A$US:quote").is_none());
+        assert_eq!(seqs(ring.since("A$US:quote", 1, 3)), None);
+        // Back, numbered above: the old entries ageing out leave the new ones alone.
+        ring.append(&quote("A$US:quote", 10, 900), 900);
+        ring.evict(1_200);
+        assert_eq!(seqs(ring.since("A$US:quote", 9, 10)), Some(vec![10]));
+        assert_eq!(ring.stats().updates, 1);
     }
 
     #[test]

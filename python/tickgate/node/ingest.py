@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from tickgate._core import FeedProcessor, ReplayRing, Update
+from tickgate._core import FeedProcessor, ReplayRing, Update, split_channel
 from tickgate.bus.base import FeedState
 from tickgate.config import GatewayConfig
 from tickgate.sessions.history import History
@@ -43,6 +43,9 @@ class Ingest:
         # A channel no longer streamed has a hole in its updates from now on: its next seq
         # skips one, so no client resumes across it believing it missed nothing.
         self.pool.on_dropped(self.processor.mark_gap)
+        # A symbol nobody holds any more is released after the grace period (symbol -> timer).
+        self.pool.on_dropped(self._release_later)
+        self._releasing: dict[str, asyncio.TimerHandle] = {}
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
         self.upstream: ItickAdapter | None = None
         self.upstream_url: str | None = None
@@ -120,6 +123,25 @@ class Ingest:
         log.info("embedded iTick simulator on %s", self.simulator.url)
         return self.simulator.url, token
 
+    def _release_later(self, channels: list[str]) -> None:
+        symbols = {split_channel(c)[0] for c in channels}
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving (a test driving the pool by hand)
+        for symbol in symbols:
+            if not self.pool.holds_symbol(symbol) and symbol not in self._releasing:
+                self._releasing[symbol] = loop.call_later(
+                    self.config.symbol_release_grace, self._release, symbol
+                )
+
+    def _release(self, symbol: str) -> None:
+        del self._releasing[symbol]
+        if self.pool.holds_symbol(symbol):
+            return  # wanted again meanwhile
+        self.processor.release([symbol])
+        self.history.ring.forget_symbols([symbol])
+
     def _evict_later(self) -> None:
         # Appends evict as they go; this ages out channels that went quiet.
         self.history.ring.evict()
@@ -128,6 +150,9 @@ class Ingest:
     async def stop(self) -> None:
         if self._evictor is not None:
             self._evictor.cancel()
+        for timer in self._releasing.values():
+            timer.cancel()
+        self._releasing.clear()
         if self.upstream is not None:
             await self.upstream.stop()
         if self.simulator is not None:

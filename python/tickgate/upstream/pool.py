@@ -116,3 +116,7 @@ class SubscriptionPool:
 
     def symbol_count(self) -> int:
         return len(self._symbols)
+
+    def holds_symbol(self, symbol: str) -> bool:
+        """Whether any channel of ``symbol`` is streamed upstream."""
+        return symbol in self._symbols
