@@ -112,6 +112,19 @@ class GatewayConfig:
     #: How often workers exchange figures for the node-wide /healthz and /metrics (seconds).
     node_view_interval: float = 1.0
     # Embedded simulator (used only when upstream_url is unset)
+    # Graceful degradation under overload (tickgate.edge.degrade): the event-loop lag (ms) and
+    # share of clients whose sockets back up at which levels 1, 2 and 3 are wanted.
+    degrade_level1_lag_ms: float = 200.0
+    degrade_level2_lag_ms: float = 500.0
+    degrade_level3_lag_ms: float = 2000.0
+    degrade_level1_paused_share: float = 0.25
+    degrade_level2_paused_share: float = 0.5
+    degrade_level3_paused_share: float = 0.9
+    degrade_sample_s: float = 0.25
+    degrade_enter_s: float = 2.0
+    degrade_exit_s: float = 10.0
+    degrade_batch_interval_ms: int = 2000
+    degrade_snapshot_interval_s: float = 5.0
     simulator_rate: float = 2.0
     simulator_seed: int = 1
 
@@ -134,6 +147,16 @@ class GatewayConfig:
                 "need batch_interval_min_ms <= batch_interval_ms <= batch_interval_max_ms "
                 f"(got {self.batch_interval_min_ms}, {self.batch_interval_ms}, {self.batch_interval_max_ms})"
             )
+        if not self.batch_interval_min_ms <= self.degrade_batch_interval_ms <= self.batch_interval_max_ms:
+            raise ConfigError("degrade_batch_interval_ms must be within the batch interval limits")
+        lags = (self.degrade_level1_lag_ms, self.degrade_level2_lag_ms, self.degrade_level3_lag_ms)
+        shares = (
+            self.degrade_level1_paused_share,
+            self.degrade_level2_paused_share,
+            self.degrade_level3_paused_share,
+        )
+        if list(lags) != sorted(lags) or list(shares) != sorted(shares):
+            raise ConfigError("degradation thresholds must rise from level 1 to level 3")
         if self.slow_consumer_soft_cap_bytes >= self.max_send_buffer_bytes:
             raise ConfigError("slow_consumer_soft_cap_bytes must be below max_send_buffer_bytes")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -159,6 +182,8 @@ _POSITIVE = (
     "upstream_connect_timeout",
     "upstream_auth_timeout",
     "upstream_symbols_per_connection",
+    "degrade_sample_s",
+    "degrade_snapshot_interval_s",
     "upstream_max_event_age",
     "upstream_max_event_lead",
     "max_message_bytes",

@@ -14,3 +14,7 @@ class StaleReason(StrEnum):
     PROVIDER_SILENT = "provider_silent"
     #: A node's edge lost its ingest process (it is restarted by the supervisor).
     INGEST_DOWN = "ingest_down"
+    #: This edge is shedding load (``tickgate.edge.degrade``): level 1 leaves depth and klines
+    #: out for immediate-mode clients, level 2 moves them to coarse batches, level 3 sends
+    #: periodic refreshes only.
+    DEGRADED = "degraded"

@@ -89,6 +89,8 @@ pub struct DispatcherStats {
     pub bytes_out: u64,
     /// Times a connection went from free-flowing to conflated for being slow.
     pub slow_conflations: u64,
+    /// Deliveries left out to shed load (`Dispatcher::set_shedding`).
+    pub shed: u64,
 }
 
 /// Per connection; the fields are all this connection's delivery state.
@@ -134,6 +136,9 @@ pub struct Dispatcher {
     compressor: Compressor,
     stats: DispatcherStats,
     due: Vec<(ConnId, u32)>,
+    /// The overload level the edge set: 1 leaves depth and klines out for immediate-mode
+    /// connections, 3 delivers nothing live (level 2, conflating, is a mode change).
+    shedding: u8,
 }
 
 /// Batch contents that several connections share: the same updates, drops and format.
@@ -157,6 +162,7 @@ impl Dispatcher {
             paused: FxHashSet::default(),
             stats: DispatcherStats::default(),
             due: Vec::new(),
+            shedding: 0,
         })
     }
 
@@ -377,6 +383,13 @@ impl Dispatcher {
         out
     }
 
+    /// Sheds load under overload (the seed's degradation levels): 0 none; 1 leaves depth and
+    /// klines out for immediate-mode connections; 2 as 1 (the edge also moves immediate-mode
+    /// connections to coarse batches); 3 delivers nothing live (snapshots only).
+    pub fn set_shedding(&mut self, level: u8) {
+        self.shedding = level.min(3);
+    }
+
     /// Fans one update out to its channel's receivers; returns how many.
     pub fn publish(&mut self, update: &Arc<EncodedUpdate>) -> usize {
         self.stats.published += 1;
@@ -384,6 +397,15 @@ impl Dispatcher {
             return 0;
         };
         self.index.note_seq(channel, update.update.seq);
+        let shed_non_core = match self.shedding {
+            0 => false,
+            3 => {
+                let count = self.index.receivers_of(channel).len();
+                self.stats.shed += count as u64;
+                return count;
+            }
+            _ => matches!(update.kind(), Kind::Depth | Kind::Kline(_)),
+        };
         let Dispatcher {
             index,
             conns,
@@ -399,6 +421,10 @@ impl Dispatcher {
             let Some(conn) = conns.get_mut(&id) else {
                 continue;
             };
+            if shed_non_core && conn.mode == Mode::Immediate {
+                stats.shed += 1;
+                continue;
+            }
             let flowing = conn.mode == Mode::Immediate && conn.paused_since.is_none();
             if flowing && conn.outbox.len() < limits.soft_cap_bytes {
                 conn.outbox.push(update, compressor);

@@ -430,3 +430,51 @@ fn snapshots_and_refreshes_are_marked() {
         other => panic!("not a refresh: {other:?}"),
     }
 }
+
+#[test]
+fn shedding_leaves_out_depth_and_klines_for_immediate_clients_then_everything() {
+    let mut d = dispatcher();
+    let imm = d.connect(Format::Json, Mode::Immediate, 0).unwrap();
+    let bat = d
+        .connect(Format::Json, Mode::Batch { interval_ms: 100 }, 0)
+        .unwrap();
+    let kline = |seq: u64| {
+        let mut u = update("A$US", "quote", seq);
+        let m = &mut Arc::get_mut(&mut u).unwrap().update;
+        m.channel = "A$US:kline@1".into();
+        m.payload = Payload::Kline(crate::model::Kline {
+            period: 1,
+            open_time_ms: 0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: None,
+            turnover: None,
+        });
+        u
+    };
+    d.subscribe(imm, &["A$US:quote", "A$US:kline@1"]);
+    d.subscribe(bat, &["A$US:kline@1"]);
+    d.set_shedding(1);
+    d.publish(&kline(1));
+    d.publish(&update("A$US", "quote", 1));
+    let out = flush(&mut d, 0);
+    let imm_frames: Vec<_> = out
+        .iter()
+        .filter(|(c, _)| *c == imm)
+        .flat_map(|(_, o)| frames(o))
+        .collect();
+    assert_eq!(imm_frames.len(), 1, "the quote only");
+    assert_eq!(json(&imm_frames[0])["type"], "stock_quote");
+    assert_eq!(d.stats().shed, 1);
+    // A batch-mode client still gets its klines (conflated already).
+    let later: Vec<_> = (1..30).flat_map(|i| flush(&mut d, i * 10)).collect();
+    assert!(later.iter().any(|(c, _)| *c == bat));
+    d.set_shedding(3);
+    assert_eq!(d.publish(&update("A$US", "quote", 2)), 1);
+    assert!(flush(&mut d, 400).is_empty());
+    d.set_shedding(0);
+    d.publish(&update("A$US", "quote", 3));
+    assert_eq!(flush(&mut d, 500).len(), 1);
+}

@@ -212,6 +212,12 @@ impl PyDispatcher {
             .collect()
     }
 
+    /// Sheds load under overload: 0 none; 1 and 2 leave depth and klines out for
+    /// immediate-mode connections; 3 delivers nothing live.
+    fn set_shedding(&mut self, level: u8) {
+        self.inner.set_shedding(level);
+    }
+
     /// Drops channels the provider refused from every holder: `[(handle, [channel, ...])]`.
     fn drop_channels<'py>(&mut self, py: Python<'py>, channels: Vec<String>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
@@ -420,6 +426,7 @@ impl PyDispatcher {
         d.set_item("batch_encodes", s.batch_encodes)?;
         d.set_item("bytes_out", s.bytes_out)?;
         d.set_item("slow_conflations", s.slow_conflations)?;
+        d.set_item("shed", s.shed)?;
         d.set_item("connections", self.inner.connection_count())?;
         d.set_item("batch_connections", self.inner.batch_connection_count())?;
         d.set_item("paused_connections", self.inner.paused_count())?;

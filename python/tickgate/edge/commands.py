@@ -226,6 +226,7 @@ def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
         hub.dispatcher.set_mode(conn.id, cmd.mode, interval)
     except (InvalidModeError, OverflowError) as e:  # OverflowError: beyond 64 bits
         raise ProtocolError(ErrorCode.INVALID_MODE, str(e)) from None
+    hub.status.chose_mode(conn)
     hub.mode_changed(conn)
     mode, interval_ms = hub.dispatcher.mode_of(conn.id) or ("immediate", 0)
     reply = Reply(type="success", action="set_mode", mode=mode)

@@ -23,7 +23,8 @@ from tickgate._core import DecodeError, Dispatcher, Update, split_channel
 from tickgate.bus.base import FeedState, IngestState, Interest
 from tickgate.config import GatewayConfig
 from tickgate.edge.liveness import Liveness
-from tickgate.edge.replies import StatusMessage, encode_reply, error_reply
+from tickgate.edge.replies import error_reply
+from tickgate.edge.status import ChannelStatus
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
 from tickgate.sessions import MemorySessions, SessionIds, SessionRecord
@@ -98,9 +99,8 @@ class EdgeHub:
         self.interest: Interest = interest or _NoInterest()
         #: The sequence epoch clients see in replies: the ingest's, learned on joining it.
         self.epoch = ""
-        #: Whether the bus joins this edge to a live ingest, and why not.
+        #: Whether the bus joins this edge to a live ingest.
         self.ingest_up = False
-        self._ingest_reason = ""
         self.counters = EdgeCounters()
         #: Open connections (for shutdown and the connection gauge).
         self.connections: set[ClientConnection] = set()
@@ -116,10 +116,8 @@ class EdgeHub:
         self._ticker: asyncio.TimerHandle | None = None
         self._next_lag_check = 0.0
         self._resolution_s = config.batch_timer_resolution_ms / 1000
-        #: The ingest's provider feed (its channels are stale while it is not delivering).
-        self.feed = FeedState(up=True)
-        #: Why this edge's channels are stale ("" while they are not), as clients were told.
-        self._told_stale = ""
+        #: What clients are told about their channels (stale, ok) and the load shedding.
+        self.status = ChannelStatus(self)
         #: Sessions of clients that went away (and, in a shared store, connected clients'
         #: too); ids of connected ones are derived (``SessionIds``). A node's edge without
         #: Redis is given the ingest's (``use_sessions``).
@@ -159,67 +157,15 @@ class EdgeHub:
         self.ingest_up = state.up
         if state.up:
             self.epoch = state.epoch
-        self._ingest_reason = state.reason
-        self._tell_status()
+        self.status.ingest(state.up, state.reason)
 
     def on_feed(self, state: FeedState) -> None:
         """The ingest's provider feed went down or came back."""
-        self.feed = state
-        self._tell_status()
+        self.status.feed_changed(state)
 
-    def stale_reason(self) -> str:
-        """Why every channel here is stale now ("" while data flows)."""
-        if not self.ingest_up:
-            return self._ingest_reason or "ingest_down"
-        return "" if self.feed.up else self.feed.reason
-
-    def _tell_status(self) -> None:
-        """Every client holding channels is told once per change: ``stale`` with the reason,
-        or, when data is back, a refresh of each of its channels and then ``ok``."""
-        reason = self.stale_reason()
-        if reason == self._told_stale:
-            return
-        was, self._told_stale = self._told_stale, reason
-        if reason:
-            for conn in list(self.connections):
-                channels = self.dispatcher.channels_of(conn.id)
-                if channels:
-                    conn.send(StatusMessage(state="stale", reason=reason, channels=channels))
-        elif was:
-            self._refresh_all()
-
-    def _refresh_all(self) -> None:
-        """Data is back: each client gets its channels' current state (``refresh``), then
-        ``ok``, so its view is whole again without guessing what it missed."""
-        channels = self.dispatcher.channels()
-        if not channels:
-            return
-
-        def done(found: Found | None) -> None:
-            latest = {u.channel: u for u in found.latest} if found is not None else {}
-            for conn in list(self.connections):
-                held = self.dispatcher.channels_of(conn.id)
-                if not held or conn.closed:
-                    continue
-                updates = [latest[c] for c in held if c in latest]
-                frames = self.dispatcher.frames_for(conn.id, updates, refresh=True) if updates else None
-                if frames:
-                    conn.write(frames)
-                conn.send(StatusMessage(state="ok", reason="", channels=held))
-
-        if not self.interest.fetch(channels, {}, done):
-            done(None)
-
-    def with_stale_status(
-        self, conn: ClientConnection, frames: bytes | None, channels: list[str]
-    ) -> bytes | None:
-        """``frames`` (a new subscriber's snapshots) followed, while the channels are stale, by
-        the status saying so: their values are the last known, not live."""
-        reason = self.stale_reason()
-        if not reason or not channels:
-            return frames
-        status = StatusMessage(state="stale", reason=reason, channels=sorted(channels))
-        return (frames or b"") + encode_reply(self.dispatcher, conn.format, status)
+    def set_degradation(self, level: int) -> None:
+        """The load-shedding level (``tickgate.edge.degrade``) to apply."""
+        self.status.degrade(level)
 
     def schedule_flush(self) -> None:
         if not self._flush_pending:
@@ -255,6 +201,7 @@ class EdgeHub:
         self.connections.add(conn)
         self.counters.connections_accepted += 1
         self._retime(conn)
+        self.status.moved_in(conn)  # degraded to batches, if the edge is
 
     def session_of(self, conn: ClientConnection) -> str:
         return conn.session or self.session_ids.issue(conn.id)
@@ -341,6 +288,7 @@ class EdgeHub:
             if record.channels:
                 self.sessions.put(session, record)
         self.upstream_adds.pop(conn.id, None)
+        self.status.forget(conn)
         last = self.dispatcher.disconnect(conn.id)
         if last:
             self.interest.remove(last)
@@ -429,6 +377,7 @@ class EdgeHub:
     def close_all(self, code: WSCloseCode, reason: str) -> None:
         self.closing = True
         self.liveness.stop()
+        self.status.stop()
         for conn in list(self.connections):
             conn.close(code, reason)
         if self._ticker is not None:
@@ -480,6 +429,7 @@ class EdgeHub:
             resumes_failed=c.resumes_failed,
             redis_writes=0,
             updates_in=c.updates_in,
+            degradation_level=self.status.level,
         )
         s.update(self.sessions.figures())
         return s

@@ -36,6 +36,13 @@ class GatewayCollector(Collector):
             ),
             (gauge, "batch_connections", "Clients in batch mode.", s["batch_connections"]),
             (gauge, "paused_connections", "Clients over the soft cap (conflated).", s["paused_connections"]),
+            (
+                gauge,
+                "degradation_level",
+                "Load shedding in force: 0 none, 1 no depth/klines live, 2 coarse batches, 3 snapshots only.",
+                s["degradation_level"],
+            ),
+            (counter, "shed", "Deliveries left out to shed load.", s["shed"]),
             (gauge, "subscribed_channels", "Channels with at least one subscriber.", s["channels"]),
             (gauge, "subscriptions", "Client x channel subscriptions.", s["subscriptions"]),
             (counter, "updates_in", "Updates decoded from providers.", s["updates_in"]),

@@ -56,7 +56,7 @@ def subscribe_with_snapshots(
                 hub.brought_upstream(conn, found.added)
                 if found.latest:
                     snaps = hub.dispatcher.frames_for(conn.id, found.latest, snapshot=True)
-            snaps = hub.with_stale_status(conn, snaps, channels)
+            snaps = hub.status.with_stale_status(conn, snaps, channels)
             answer = reply
         if sync:
             out.append((answer, snaps))
@@ -180,7 +180,7 @@ def _restore(
         if replay:
             conn.write(replay)  # before the reply: the reply says it is all there
         snaps = hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
-        snaps = hub.with_stale_status(conn, snaps, channels)
+        snaps = hub.status.with_stale_status(conn, snaps, channels)
         reply = _reply(hub, session, len(missed), reason)
         if sync:
             out.append((reply, snaps))

@@ -20,6 +20,7 @@ from tickgate.edge.admission import (
     open_listeners,
     raise_file_limit,
 )
+from tickgate.edge.degrade import Degradation, degrade_settings
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.listener import make_router
 from tickgate.edge.zstd_dictionary import load_zstd_dictionary
@@ -39,6 +40,7 @@ class Edge:
         self.zstd_dictionary = load_zstd_dictionary(config.zstd_dictionary)
         self.dispatcher = make_dispatcher(config, self.zstd_dictionary)
         self.hub = EdgeHub(config, self.dispatcher)
+        self.degradation = Degradation(degrade_settings(config), self._paused_share, self.hub.set_degradation)
         self._servers: list[Any] = []
         self._uninstall_filter: Callable[[], None] | None = None
 
@@ -66,6 +68,7 @@ class Edge:
         if cfg.client_transport == "aiofastnet":  # uvloop's own server does not report EMFILE
             self._uninstall_filter = install_accept_error_filter(asyncio.get_running_loop())
         self.hub.liveness.start()
+        self.degradation.start()
         self.hub.sessions.start()
         if self.hub.sessions.refresh_s is not None:
             asyncio.get_running_loop().call_later(self.hub.sessions.refresh_s, self.hub.refresh_live_sessions)
@@ -90,8 +93,14 @@ class Edge:
             self._servers.append(server)
         log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)
 
+    def _paused_share(self) -> float:
+        """The share of clients whose sockets back up (egress pressure)."""
+        connections = len(self.hub.connections)
+        return self.dispatcher.stats()["paused_connections"] / connections if connections else 0.0
+
     async def stop(self) -> None:
         """Closes every client with 1001 and stops listening."""
+        self.degradation.stop()
         self.hub.close_all(WSCloseCode.GOING_AWAY, "gateway shutting down")
         for server in self._servers:
             server.close()

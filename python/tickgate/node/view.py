@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 #: Per-worker figures that are not summed into the node's.
-NOT_SUMMED = frozenset({"pid", "max_connections_per_worker", "redis_up"})
+NOT_SUMMED = frozenset({"pid", "max_connections_per_worker", "redis_up", "degradation_level"})
 #: What the upstream looks like before the ingest has said anything.
 UPSTREAM_UNKNOWN = {
     "provider": "unknown",
@@ -57,6 +57,8 @@ def node_stats(worker: str, own: dict[str, Any], relayed: dict[str, Any], ingest
     total["ingest"] = relayed.get("ingest", {})
     # Redis is up for the node when every worker reaches it (-1: no Redis).
     total["redis_up"] = min(w.get("redis_up", -1) for w in workers.values())
+    # The node is as degraded as its most loaded edge.
+    total["degradation_level"] = max(w.get("degradation_level", 0) for w in workers.values())
     for key in ("sessions_detached", "sessions_expired"):  # the ingest holds them (no Redis)
         if key in total["ingest"]:
             total[key] = total["ingest"][key]
@@ -88,6 +90,7 @@ def health_of(stats: dict[str, Any], epoch: str) -> dict[str, Any]:
         "connections": stats["connections"],
         "subscriptions": {"channels": stats["channels"], "pairs": stats["subscriptions"]},
         "sessions": sessions_health(stats),
+        "degradation_level": stats.get("degradation_level", 0),
     }
     if "workers" in stats:
         out["ingest"] = {"up": stats["ingest_up"], **stats["ingest"]}
