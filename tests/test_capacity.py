@@ -67,3 +67,30 @@ async def test_a_node_of_workers_refuses_past_the_limit_across_workers() -> None
             await check_fair_share(node, sim)
     finally:
         await sim.stop()
+
+
+async def test_in_a_node_pipelined_requests_are_answered_in_order_and_share_is_kept() -> None:
+    """Over the bus a subscribe is answered when the ingest has admitted it: requests sent
+    meanwhile wait their turn, so a quick unsubscribe is never overtaken and pipelined
+    subscribes cannot each spend the same share."""
+    sim = await start_simulator()
+    config = GatewayConfig(port=0, upstream_url=sim.url, upstream_token=TOKEN, **LIMITS, **FAST_UPSTREAM)
+    try:
+        async with Node(config, 2) as node:
+            c = await Client.connect(node)  # type: ignore[arg-type]
+            for msg in (
+                {"action": "subscribe", "symbols": ["X$US"], "types": ["quote"], "id": 1},
+                {"action": "unsubscribe", "symbols": ["X$US"], "types": ["quote"], "id": 2},
+                {"action": "subscribe", "symbols": junk(5, "P"), "types": ["quote"], "id": 3},
+                {"action": "subscribe", "symbols": junk(5, "Q"), "types": ["quote"], "id": 4},
+                {"action": "query_subscribe", "id": 5},
+            ):
+                await c.send(msg)
+            replies = [await c.reply() for _ in range(5)]
+            assert [r.get("id") for r in replies] == [1, 2, 3, 4, 5]
+            assert [r["type"] for r in replies[:3]] == ["success", "success", "success"]
+            assert replies[3]["type"] == "error" and replies[3]["code"] == "capacity"
+            assert replies[4]["channels"] == [f"P{i}$US:quote" for i in range(5)]
+            await c.close()
+    finally:
+        await sim.stop()

@@ -212,3 +212,24 @@ async def test_node_metrics_count_the_ingests_sessions(sim: ItickSimulator) -> N
             node.url, lambda m: m.get("tickgate_sessions_detached") == 1, "a detached session"
         )
         assert m["tickgate_redis_up"] == -1
+
+
+async def test_sessions_survive_an_ingest_restart_without_redis(sim: ItickSimulator) -> None:
+    """The ingest holds the node's sessions; a new one learns the connected clients' sessions
+    from the edges as they re-join, so a client resuming afterwards gets its subscriptions back
+    (not recovered: the new ingest numbers afresh)."""
+    async with Node(node_config(sim), 2) as node:
+        c = await subscribed(node)  # type: ignore[arg-type]
+        await c.push()
+        os.kill(node.pids()["ingest"], signal.SIGKILL)
+        status = await c.reply(timeout=10)
+        assert status["state"] == "stale" and status["reason"] == "ingest_down"
+        status = await c.reply(timeout=30)
+        assert status["state"] == "ok"
+        await drop(c)
+        await asyncio.sleep(0.3)
+        fresh, reply = await resume(node, c, defaultdict(list))  # type: ignore[arg-type]
+        assert reply["recovered"] is False and reply["reason"] == "epoch_changed", reply
+        query = await fresh.request({"action": "query_subscribe"})
+        assert len(query["channels"]) == 6
+        await fresh.close()

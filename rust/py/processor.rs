@@ -185,7 +185,6 @@ impl PyFeedProcessor {
         self.inner.provider().name()
     }
 
-    /// Counters: frames, updates, errors, symbols.
     /// Forgets the state of `symbols` (nobody has held them for a while); returns how many had
     /// any. If one comes back, its seqs carry on above every seq given out so far.
     fn release(&mut self, symbols: Vec<String>) -> usize {
@@ -203,6 +202,8 @@ impl PyFeedProcessor {
         }
     }
 
+    /// Counters: frames, updates, errors, symbols held, symbols released, and updates dropped
+    /// as implausible by reason.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (frames, updates, errors) = self.inner.counters();
         let d = PyDict::new(py);

@@ -62,7 +62,6 @@ impl PyReplayRing {
         }
     }
 
-    /// The latest update seen on `channel`, however old, or `None`.
     /// Drops everything held for every channel of `symbols` (their state was released).
     fn forget_symbols(&mut self, symbols: Vec<String>) {
         let kinds = [Kind::Tick, Kind::Quote, Kind::Depth]
@@ -74,6 +73,7 @@ impl PyReplayRing {
         self.inner.forget(&channels);
     }
 
+    /// The latest update seen on `channel`, however old, or `None`.
     fn latest(&self, py: Python<'_>, channel: &str) -> PyResult<Option<Py<PyUpdate>>> {
         self.inner
             .latest(channel)

@@ -186,7 +186,14 @@ class BusClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             for kind, body in self._reader.feed(data):
-                self._received(kind, body)
+                try:
+                    self._received(kind, body)
+                except (BusProtocolError, ValueError):
+                    raise
+                except Exception:
+                    # The edge's handling of one message must not cost the link (every client
+                    # here would go stale) nor the messages after it.
+                    log.exception("handling a %s message from the ingest failed", kind.name)
         except (BusProtocolError, ValueError) as e:
             log.error("the ingest sent garbage on the bus (%s); re-joining", e)
             if self._transport is not None:

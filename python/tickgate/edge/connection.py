@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tickgate.edge")
 
 CLOSE_TOO_BIG = WSCloseCode(1009)
+#: Requests a client may send while one awaits its reply (they are applied in order after it).
+MAX_HELD_REQUESTS = 256
 #: How long a closing client may take to drain what was queued for it before it is reset.
 CLOSE_GRACE_S = 2.0
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -54,6 +56,7 @@ class ClientConnection(WSListener):
     __slots__ = (
         "_assembler",
         "_delivery",
+        "_held",
         "_raw",
         "closed",
         "format",
@@ -90,6 +93,10 @@ class ClientConnection(WSListener):
         #: monotonic seconds, read by the hub's one liveness sweep.
         self.last_seen = hub.liveness.now  # the sweep's clock: one float for all newcomers
         self.ping_sent = 0.0
+        # While a request's reply waits on the ingest or Redis, later requests wait here in
+        # order (None: nothing pending), so replies keep request order and a subscribe
+        # answered later is never overtaken by the unsubscribe sent after it.
+        self._held: list[tuple[bytes, bool]] | None = None
         #: A session this connection took over with ``resume`` (None: its own, derived from id).
         self.session: str | None = None
         #: When its session's client first connected (Unix ms; a resume carries it over).
@@ -144,7 +151,7 @@ class ClientConnection(WSListener):
                     return
                 binary, self._assembler = assembler.last_binary, None
             if not self.closed:
-                self.respond(*commands.handle(message, binary, self, self.hub))
+                self._request(message, binary)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
@@ -174,6 +181,40 @@ class ClientConnection(WSListener):
         # by the hard cap.
         if self._raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
+
+    def _request(self, message: bytes, binary: bool) -> None:
+        held = self._held
+        if held is not None:
+            if len(held) >= MAX_HELD_REQUESTS:
+                self.send(
+                    error_reply(
+                        ErrorCode.INVALID_MESSAGE,
+                        f"over {MAX_HELD_REQUESTS} requests sent while one awaits its reply; not applied",
+                    )
+                )
+            else:
+                held.append((message, binary))
+            return
+        reply, then = commands.handle(message, binary, self, self.hub)
+        if reply is None:
+            self._held = []  # answered later, through respond_later
+        else:
+            self.respond(reply, then)
+
+    def respond_later(self, reply: Message | None, then: bytes | None = None) -> None:
+        """A reply that waited on the ingest or Redis (None: it waits on more), then the
+        requests held meanwhile, in order."""
+        if reply is None:
+            return
+        self.respond(reply, then)
+        held, self._held = self._held or [], None
+        for i, (message, binary) in enumerate(held):
+            if self.closed:
+                return
+            self._request(message, binary)
+            if self._held is not None:  # that one waits too: the rest wait behind it
+                self._held.extend(held[i + 1 :])
+                return
 
     def respond(self, reply: Message | None, then: bytes | None = None) -> None:
         """A command's outcome: its reply (None: sent later), then the frames that follow it."""

@@ -132,6 +132,9 @@ class EdgeHub:
         # Connections closed because their session was resumed elsewhere: it is not theirs to
         # keep any more (emptied as they detach).
         self._handed_over: set[ClientConnection] = set()
+        # Connections reset with frames unsent (slow consumers): what was handed out for them
+        # did not all reach them, so their sessions record no delivered seqs.
+        self._reset: set[ClientConnection] = set()
 
     # -- data path ---------------------------------------------------------------------------
 
@@ -157,6 +160,8 @@ class EdgeHub:
         self.ingest_up = state.up
         if state.up:
             self.epoch = state.epoch
+            if self.sessions.held_by_ingest:
+                self.save_live_sessions()  # a restarted ingest knows none of them
         self.status.ingest(state.up, state.reason)
 
     def on_feed(self, state: FeedState) -> None:
@@ -220,7 +225,11 @@ class EdgeHub:
         conn = self.live_connection(session)
         if conn is not None:
             self.hand_over(conn)
-        self.sessions.released(session)
+            self.sessions.released(session)
+        else:
+            # Its client left here; the other edge claims it from the store: make sure the store
+            # has it, and keep no copy here that could later be resumed instead.
+            self.sessions.taken_elsewhere(session)
 
     def hand_over(self, conn: ClientConnection) -> None:
         """Closes ``conn`` (4000): its session was resumed on another connection, which holds
@@ -279,10 +288,12 @@ class EdgeHub:
         session = self.session_of(conn)
         if conn.session is not None and self.resumed.get(conn.session) is conn:
             del self.resumed[conn.session]
+        lossy = conn in self._reset
+        self._reset.discard(conn)
         if conn in self._handed_over:
             self._handed_over.discard(conn)
         else:
-            record = self.record_of(conn, gone=True)
+            record = self.record_of(conn, gone=not lossy)
             # Also while shutting down: with Redis, clients resume their subscriptions after a
             # restart.
             if record.channels:
@@ -410,6 +421,7 @@ class EdgeHub:
         """Closes a client that does not keep up: 1013, reason ``slow_consumer: <why>``."""
         log.warning("%r closed as a slow consumer: %s", conn, why)
         self.counters.slow_consumers_closed += 1
+        self._reset.add(conn)
         conn.close(CLOSE_SLOW, f"{ErrorCode.SLOW_CONSUMER}: {why}", reset_after=True)
 
     # -- observability -----------------------------------------------------------------------

@@ -63,7 +63,7 @@ def subscribe_with_snapshots(
             return
         if isinstance(answer, Reply):
             answer.id = request_id
-        conn.respond(answer, snaps)
+        conn.respond_later(answer, snaps)
 
     sync = hub.query(conn, channels, {}, done, admit=True)
     return out[0] if out else (None, None)
@@ -123,7 +123,7 @@ async def _resume_from(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> Non
     reply, then = _restore(cmd, conn, hub, record, missing)
     if reply is not None:
         reply.id = cmd.id
-    conn.respond(reply, then)
+    conn.respond_later(reply, then)
 
 
 def _restore(
@@ -140,8 +140,11 @@ def _restore(
     if record is None:
         hub.counters.resumes_failed += 1
         return _reply(hub, session, 0, missing), None
+    previous = hub.session_of(conn)
     if conn.session is not None and hub.resumed.get(conn.session) is conn:
         del hub.resumed[conn.session]
+    if hub.sessions.shared and previous != session:
+        hub.sessions.save_live(previous, None)  # this connection no longer holds it
     conn.session = session
     conn.since = record.connected_ms or conn.since
     hub.resumed[session] = conn
@@ -186,7 +189,7 @@ def _restore(
             out.append((reply, snaps))
             return
         reply.id = cmd.id
-        conn.respond(reply, snaps)
+        conn.respond_later(reply, snaps)
 
     sync = hub.query(conn, channels, since, done)
     return out[0] if out else (None, None)

@@ -147,9 +147,12 @@ class ChannelStatus:
         """Each client's ``channels``' current state (``refresh``), then ``ok`` if ``ok``."""
         hub = self._hub
         channels = sorted({c for cs in wanted.values() for c in cs})
+        asked_in = self._told
 
         def done(found: Found | None) -> None:
-            latest = {u.channel: u for u in found.latest} if found is not None else {}
+            if found is None or self._told != asked_in:
+                return  # the ingest went away, or the state changed again: told since
+            latest = {u.channel: u for u in found.latest}
             for conn, held in wanted.items():
                 if conn.closed:
                     continue
@@ -161,7 +164,10 @@ class ChannelStatus:
                     conn.send(StatusMessage(state="ok", reason="", channels=held))
 
         if not hub.interest.fetch(channels, {}, done):
-            done(None)
+            # No ingest to ask (in a node, it just went): ok without the refresh, if still so.
+            for conn, held in wanted.items():
+                if ok and not conn.closed and self._told == asked_in:
+                    conn.send(StatusMessage(state="ok", reason="", channels=held))
 
     def _snapshots(self) -> None:
         """Level 3: nothing live; every client's channels are refreshed every interval."""

@@ -130,7 +130,10 @@ class Ingest:
         except RuntimeError:
             return  # not serving (a test driving the pool by hand)
         for symbol in symbols:
-            if not self.pool.holds_symbol(symbol) and symbol not in self._releasing:
+            if not self.pool.holds_symbol(symbol):
+                pending = self._releasing.pop(symbol, None)
+                if pending is not None:  # dropped again: the grace runs from now
+                    pending.cancel()
                 self._releasing[symbol] = loop.call_later(
                     self.config.symbol_release_grace, self._release, symbol
                 )

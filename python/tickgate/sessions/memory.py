@@ -47,6 +47,9 @@ class MemorySessions:
     def released(self, session: str) -> None:
         self._records.pop(session, None)
 
+    def taken_elsewhere(self, session: str) -> None:
+        pass  # one process: never resumed elsewhere
+
     async def claim(self, session: str) -> SessionRecord | None:
         return None
 

@@ -80,6 +80,9 @@ class NodeSessions:
     def released(self, session: str) -> None:
         pass  # the ingest ignores what this edge may still send of it
 
+    def taken_elsewhere(self, session: str) -> None:
+        pass  # the ingest holds it already
+
     def start(self) -> None:
         pass
 

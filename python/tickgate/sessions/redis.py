@@ -74,10 +74,17 @@ class RedisSessions:
         self._queue(session, record)
 
     def released(self, session: str) -> None:
-        """Resumed on another worker: a write still queued here would overwrite what the new
-        connection writes, and a copy kept here is stale."""
+        """Its connection here was handed over to another worker: a write still queued here
+        would overwrite what the new connection writes, and a copy kept here is stale."""
         self._queued.pop(session, None)
         self.local.take(session)
+
+    def taken_elsewhere(self, session: str) -> None:
+        """Its client left here and is resuming on another worker: the record goes to Redis
+        now if it is still queued (the claim there tries again shortly), no copy stays."""
+        self.local.take(session)
+        if session in self._queued:
+            self._wake.set()
 
     def take(self, session: str) -> SessionRecord | None:
         """This process's record (deleted from Redis too), or None: then ask ``claim``."""
@@ -87,16 +94,13 @@ class RedisSessions:
         return record
 
     async def claim(self, session: str) -> SessionRecord | None:
-        """The record from Redis, taken (so no second connection gets it), or None."""
-        answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._claims.append((session, answer))
-        if self._claimer is None or self._claimer.done():
-            self._claimer = asyncio.get_running_loop().create_task(self._send_claims())
-        try:
-            raw = await asyncio.wait_for(asyncio.shield(answer), LOOKUP_TIMEOUT_S)
-        except TimeoutError:
-            answer.cancel()  # so an answer coming later is put back, not lost
-            raise SessionStoreUnavailable("Redis did not answer in time") from None
+        """The record from Redis, taken (so no second connection gets it), or None. Not found
+        at first, it is asked again once after a flush period: the worker its client left may
+        still be writing it (it was told to, ``taken_elsewhere``)."""
+        raw = await self._claim_once(session)
+        if raw is None:
+            await asyncio.sleep(2 * FLUSH_S)
+            raw = await self._claim_once(session)
         if raw is None:
             return None
         record = decode_record(raw)
@@ -104,9 +108,24 @@ class RedisSessions:
             log.error("session %s in Redis does not decode; ignoring it", session)
         return record
 
+    async def _claim_once(self, session: str) -> bytes | None:
+        answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._claims.append((session, answer))
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.get_running_loop().create_task(self._send_claims())
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), LOOKUP_TIMEOUT_S)
+        except TimeoutError:
+            answer.cancel()  # so an answer coming later is put back, not lost
+            raise SessionStoreUnavailable("Redis did not answer in time") from None
+
     async def _send_claims(self) -> None:
         while self._claims:
-            batch, self._claims = self._claims, []
+            # Claims whose caller gave up are not sent: a retry elsewhere may find them.
+            batch = [(s, a) for s, a in self._claims if not a.done()]
+            self._claims = []
+            if not batch:
+                continue
             try:
                 # No timeout of its own: a cancelled command could take a session and lose it.
                 # The socket timeout bounds it; a claimant gone meanwhile gets it put back.

@@ -43,7 +43,11 @@ class SessionStore(Protocol):
         None if there is none. Raises ``SessionStoreUnavailable`` if the store did not answer."""
 
     def released(self, session: str) -> None:
-        """``session`` was resumed elsewhere: write nothing more of it from here."""
+        """``session``'s connection here was handed over: write nothing more of it."""
+
+    def taken_elsewhere(self, session: str) -> None:
+        """A client resumed ``session`` on another edge while its record was only here: hand
+        it to the shared store now and keep no copy."""
 
     def start(self) -> None: ...
 

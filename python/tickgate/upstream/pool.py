@@ -60,7 +60,7 @@ class SubscriptionPool:
         new = sorted({split_channel(c)[0] for c in channels} - self._symbols.keys())
         if len(new) > may_add:
             return OVER_SHARE, new
-        if self.max_symbols and len(self._symbols) + len(new) > self.max_symbols:
+        if new and self.max_symbols and len(self._symbols) + len(new) > self.max_symbols:
             return OVER_LIMIT, new
         return "", new
 
