@@ -43,6 +43,7 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
         assert status == {"type": "status", "state": "stale", "reason": "upstream_down", "channels": CHANNELS}
         assert time.monotonic() - lost_at < 2.0
         assert gw.health()["status"] == "degraded"
+        assert gw.health()["stale"] == {"channels": 2, "reason": "upstream_down"}
         # A new subscriber to a stale channel: the reply, its snapshot, then the status.
         late = await Client.connect(gw)
         await late.send({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
@@ -67,6 +68,7 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
         # The hole shows in seq too: at least one skipped across the outage.
         assert live["data"]["seq"] >= last[live["data"]["symbol"]] + 2, (live, last)
         assert gw.health()["status"] == "ok"
+        assert gw.health()["stale"] == {"channels": 0, "reason": ""}
         await asyncio.gather(c.close(), late.close())
     finally:
         await gw.stop()

@@ -442,6 +442,8 @@ class EdgeHub:
             redis_writes=0,
             updates_in=c.updates_in,
             degradation_level=self.status.level,
+            stale_channels=self.status.stale_channels(),
+            stale_reason=self.status.edge_reason() or ("degraded" if self.status.level else ""),
         )
         s.update(self.sessions.figures())
         return s

@@ -43,6 +43,12 @@ class GatewayCollector(Collector):
                 s["degradation_level"],
             ),
             (counter, "shed", "Deliveries left out to shed load.", s["shed"]),
+            (
+                gauge,
+                "stale_channels",
+                "Channels clients were told are stale (upstream down or silent, ingest away, degraded).",
+                s["stale_channels"],
+            ),
             (gauge, "subscribed_channels", "Channels with at least one subscriber.", s["channels"]),
             (gauge, "subscriptions", "Client x channel subscriptions.", s["subscriptions"]),
             (counter, "updates_in", "Updates decoded from providers.", s["updates_in"]),

@@ -116,6 +116,15 @@ class ChannelStatus:
                 return {c: DEGRADED for c in channels if _non_core(c)}
         return {}
 
+    def stale_channels(self) -> int:
+        """How many of this edge's channels are stale for some client now."""
+        dispatcher = self._hub.dispatcher
+        if self.edge_reason() or self.level >= 2:
+            return dispatcher.channel_count
+        if self.level == 1:
+            return sum(1 for c in dispatcher.channels() if _non_core(c))
+        return 0
+
     def reason_for(self, conn: ClientConnection, channel: str) -> str:
         return self._reasons(conn, self.edge_reason(), self.level).get(channel, "")
 

@@ -9,7 +9,9 @@ import os
 from typing import Any
 
 #: Per-worker figures that are not summed into the node's.
-NOT_SUMMED = frozenset({"pid", "max_connections_per_worker", "redis_up", "degradation_level"})
+NOT_SUMMED = frozenset(
+    {"pid", "max_connections_per_worker", "redis_up", "degradation_level", "stale_channels"}
+)
 #: What the upstream looks like before the ingest has said anything.
 UPSTREAM_UNKNOWN = {
     "provider": "unknown",
@@ -59,6 +61,9 @@ def node_stats(worker: str, own: dict[str, Any], relayed: dict[str, Any], ingest
     total["redis_up"] = min(w.get("redis_up", -1) for w in workers.values())
     # The node is as degraded as its most loaded edge.
     total["degradation_level"] = max(w.get("degradation_level", 0) for w in workers.values())
+    # Edges hold overlapping channels: the most any edge has stale.
+    total["stale_channels"] = max(w.get("stale_channels", 0) for w in workers.values())
+    total["stale_reason"] = own.get("stale_reason", "")
     for key in ("sessions_detached", "sessions_expired"):  # the ingest holds them (no Redis)
         if key in total["ingest"]:
             total[key] = total["ingest"][key]
@@ -91,6 +96,7 @@ def health_of(stats: dict[str, Any], epoch: str) -> dict[str, Any]:
         "subscriptions": {"channels": stats["channels"], "pairs": stats["subscriptions"]},
         "sessions": sessions_health(stats),
         "degradation_level": stats.get("degradation_level", 0),
+        "stale": {"channels": stats.get("stale_channels", 0), "reason": stats.get("stale_reason", "")},
     }
     if "workers" in stats:
         out["ingest"] = {"up": stats["ingest_up"], **stats["ingest"]}

@@ -48,7 +48,7 @@ class MemorySessions:
         self._records.pop(session, None)
 
     def taken_elsewhere(self, session: str) -> None:
-        pass  # one process: never resumed elsewhere
+        self._records.pop(session, None)  # nowhere to hand it to: it is the other edge's now
 
     async def claim(self, session: str) -> SessionRecord | None:
         return None

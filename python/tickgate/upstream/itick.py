@@ -210,9 +210,11 @@ class ItickAdapter:
             return
         # Silent: killed for it, or lost (picows's own ping may close it first) after nothing
         # came for longer than a pong may take.
-        connected = self._connected_at > 0  # this attempt got as far as a WebSocket
+        was_ready = self._ready_at > 0  # this attempt got as far as authenticated
         silent = self._kill_reason.startswith(_SILENT) or (
-            connected and time.monotonic() - self._last_rx > self.settings.pong_timeout
+            not self._kill_reason
+            and was_ready
+            and time.monotonic() - self._last_rx > self.settings.pong_timeout
         )
         self._report_feed(False, StaleReason.PROVIDER_SILENT if silent else StaleReason.UPSTREAM_DOWN)
         if self._ready_at and time.monotonic() - self._ready_at >= STABLE_AFTER_S:
@@ -226,7 +228,6 @@ class ItickAdapter:
 
     async def _connect_and_serve(self) -> None:
         self._kill_reason = ""
-        self._connected_at = 0.0
         url, headers = self.url, {}
         if self.settings.auth == "header":
             headers["token"] = self.settings.token
