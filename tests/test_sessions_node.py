@@ -233,3 +233,26 @@ async def test_sessions_survive_an_ingest_restart_without_redis(sim: ItickSimula
         query = await fresh.request({"action": "query_subscribe"})
         assert len(query["channels"]) == 6
         await fresh.close()
+
+
+async def test_a_claim_answered_after_it_gave_up_goes_back_to_the_ingest(monkeypatch: Any) -> None:
+    import tickgate.sessions.node as node_sessions
+    from tickgate.sessions.node import NodeSessions
+    from tickgate.sessions.store import SessionStoreUnavailable
+
+    monkeypatch.setattr(node_sessions, "CLAIM_TIMEOUT_S", 0.05)
+    saved: list[tuple[str, SessionRecord | None, bool]] = []
+
+    class SlowLink:
+        def save_session(self, session: str, record: SessionRecord | None, live: bool) -> None:
+            saved.append((session, record, live))
+
+        def claim_session(self, session: str, done: Any) -> bool:
+            asyncio.get_running_loop().call_later(0.2, done, _record("X:quote"), True)
+            return True
+
+    store = NodeSessions(SlowLink(), ttl_s=60)
+    with pytest.raises(SessionStoreUnavailable):
+        await store.claim("s1")
+    await asyncio.sleep(0.3)
+    assert saved == [("s1", _record("X:quote"), False)]  # kept for the TTL, at the ingest

@@ -66,12 +66,17 @@ class NodeSessions:
         def done(record: SessionRecord | None, answered: bool) -> None:
             if not answer.done():
                 answer.set_result((record, answered))
+            elif record is not None:
+                # Answered after the claim gave up: the ingest handed it to this edge, where
+                # no client will take it now; back to the ingest, for the TTL.
+                self.put(session, record)
 
         if not self._link.claim_session(session, done):
             raise SessionStoreUnavailable("the ingest is away")
         try:
-            record, answered = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+            record, answered = await asyncio.wait_for(asyncio.shield(answer), CLAIM_TIMEOUT_S)
         except TimeoutError:
+            answer.cancel()
             raise SessionStoreUnavailable("the ingest did not answer in time") from None
         if not answered:
             raise SessionStoreUnavailable("the ingest went away")
