@@ -94,3 +94,30 @@ async def test_in_a_node_pipelined_requests_are_answered_in_order_and_share_is_k
             await c.close()
     finally:
         await sim.stop()
+
+
+async def test_a_resume_whose_symbols_no_longer_fit_is_refused_plainly_and_kept() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(sim, **LIMITS)
+    try:
+        a = await Client.connect(gw)
+        assert (await sub(a, junk(5, "A")))["type"] == "success"
+        await a.push()
+        a.ws.transport.abort()
+        await wait_until(lambda: len(sim.subscriptions()) == 0, what="A's symbols dropped upstream")
+        b, c = await Client.connect(gw), await Client.connect(gw)
+        assert (await sub(b, junk(5, "B")))["type"] == "success"
+        assert (await sub(c, junk(5, "C")))["type"] == "success"
+        back = await Client.connect(gw)
+        resume = {"action": "resume", "session": a.welcome["session"]}
+        reply = await back.request(resume)
+        assert reply["recovered"] is False and reply["reason"] == "capacity", reply
+        assert (await back.request({"action": "query_subscribe"}))["channels"] == []
+        await c.request({"action": "unsubscribe", "symbols": junk(5, "C"), "types": ["quote"]})
+        reply = await back.request(resume)  # kept: it fits now
+        assert reply["type"] == "success" and reply["reason"] != "unknown_session", reply
+        assert len((await back.request({"action": "query_subscribe"}))["channels"]) == 5
+        await asyncio.gather(b.close(), c.close(), back.close())
+    finally:
+        await gw.stop()
+        await sim.stop()

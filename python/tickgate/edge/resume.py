@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from tickgate._core import InvalidModeError
 from tickgate.edge.replies import Message, Reply, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.sessions.history import Found
@@ -159,40 +160,71 @@ def _restore(
     sync = True
 
     def done(found: Found | None) -> None:
-        hub.subscribe(conn, channels)
-        if record.mode == "batch":
-            hub.dispatcher.set_mode(conn.id, "batch", record.interval_ms)
-            hub.mode_changed(conn)
-        if not same_epoch:
-            reason = "epoch_changed"
-        elif found is None:
-            reason = "history_unavailable"
-        elif found.gaps:
-            reason = "history_gone"
-        else:
-            reason = ""
-        missed = found.missed if found is not None and not reason else []
-        # Channels the client never got an update on (or all, if not recovered): snapshots.
-        fresh = set(channels) if reason else {c for c in channels if c not in since}
-        latest = [u for u in found.latest if u.channel in fresh] if found is not None else []
-        if reason:
+        snaps = None
+        if found is not None and found.refused:
+            # Its symbols no longer fit upstream (the provider's limit filled meanwhile):
+            # nothing is subscribed, and the session is kept for a later try.
             hub.counters.resumes_failed += 1
+            hub.sessions.put(session, record)
+            if hub.resumed.get(session) is conn:  # not taken over after all
+                del hub.resumed[session]
+                conn.session = None
+            reply = _reply(hub, session, 0, "capacity")
         else:
-            hub.counters.resumes_recovered += 1
-        replay = hub.dispatcher.frames_for(conn.id, missed) if missed else None
-        if replay:
-            conn.write(replay)  # before the reply: the reply says it is all there
-        snaps = hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
-        snaps = hub.status.with_stale_status(conn, snaps, channels)
-        reply = _reply(hub, session, len(missed), reason)
+            reply, snaps = _reattach(cmd, conn, hub, record, found, since, same_epoch)
         if sync:
             out.append((reply, snaps))
             return
         reply.id = cmd.id
         conn.respond_later(reply, snaps)
 
-    sync = hub.query(conn, channels, since, done)
+    sync = hub.query(conn, channels, since, done, admit=True)
     return out[0] if out else (None, None)
+
+
+def _reattach(
+    cmd: Resume,
+    conn: ClientConnection,
+    hub: EdgeHub,
+    record: SessionRecord,
+    found: Found | None,
+    since: dict[str, int],
+    same_epoch: bool,
+) -> tuple[Reply, bytes | None]:
+    """Subscribes ``conn`` to the session's channels and mode, writes what it missed, and
+    returns the reply and the snapshots that follow it."""
+    channels = record.channels
+    hub.subscribe(conn, channels)
+    if found is not None:
+        hub.brought_upstream(conn, found.added)
+    if record.mode == "batch":
+        try:
+            hub.dispatcher.set_mode(conn.id, "batch", record.interval_ms)
+            hub.mode_changed(conn)
+        except (InvalidModeError, OverflowError):  # the limits changed since: immediate it is
+            log.warning("session %s: batch interval %d ms no longer allowed", cmd.session, record.interval_ms)
+    if not same_epoch:
+        reason = "epoch_changed"
+    elif found is None:
+        reason = "history_unavailable"
+    elif found.gaps:
+        reason = "history_gone"
+    else:
+        reason = ""
+    missed = found.missed if found is not None and not reason else []
+    # Channels the client never got an update on (or all, if not recovered): snapshots.
+    fresh = set(channels) if reason else {c for c in channels if c not in since}
+    latest = [u for u in found.latest if u.channel in fresh] if found is not None else []
+    if reason:
+        hub.counters.resumes_failed += 1
+    else:
+        hub.counters.resumes_recovered += 1
+    replay = hub.dispatcher.frames_for(conn.id, missed) if missed else None
+    if replay:
+        conn.write(replay)  # before the reply: the reply says it is all there
+    snaps = hub.dispatcher.frames_for(conn.id, latest, snapshot=True) if latest else None
+    snaps = hub.status.with_stale_status(conn, snaps, channels)
+    return _reply(hub, cmd.session, len(missed), reason), snaps
 
 
 def _reply(hub: EdgeHub, session: str, replayed: int, reason: str) -> Reply:
