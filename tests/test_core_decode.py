@@ -212,3 +212,17 @@ def test_unencodable_text_is_a_decode_error() -> None:
     with pytest.raises(DecodeError) as info:
         FeedProcessor("itick").ingest("\ud800")
     assert info.value.code == "invalid_json"
+
+
+def test_a_backup_providers_frames_carry_on_the_same_numbering() -> None:
+    p = FeedProcessor("itick", epoch="e")
+    (first,), _ = p.ingest(TICK, RECV_MS)
+    trades = b'{"type":"trade","data":[{"s":"AAPL","p":225.3,"t":1731689407200,"v":10}]}'
+    updates, _ = p.ingest(trades, RECV_MS, provider="finnhub")
+    assert [(u.channel, u.seq, u.provider) for u in updates] == [("AAPL$US:tick", first.seq + 1, "finnhub")]
+    (back,), _ = p.ingest(TICK, RECV_MS)
+    assert (back.seq, back.provider) == (first.seq + 2, "itick")
+    with pytest.raises(DecodeError):
+        p.ingest(TICK, RECV_MS, provider="nope")
+    _, (heartbeat,) = p.ingest(b'{"type":"ping"}', RECV_MS, provider="finnhub")
+    assert heartbeat.kind == "pong"

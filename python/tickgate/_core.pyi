@@ -95,8 +95,9 @@ class FeedProcessor:
         max_future_ms: int | None = None,
     ) -> None: ...
     def ingest(
-        self, frame: FrameLike, recv_time_ms: int | None = None
-    ) -> tuple[list[Update], list[ControlEvent]]: ...
+        self, frame: FrameLike, recv_time_ms: int | None = None, provider: str | None = None
+    ) -> tuple[list[Update], list[ControlEvent]]:
+        """``provider``: the frame's protocol (``itick``, ``finnhub``) when not this one's."""
     def ingest_many(
         self, frames: Iterable[FrameLike], recv_time_ms: int | None = None
     ) -> tuple[list[Update], list[ControlEvent], list[FrameError]]: ...

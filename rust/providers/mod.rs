@@ -2,6 +2,7 @@
 //! observations (normalized payloads not yet derived or sequenced); they keep no state.
 
 pub mod fields;
+pub mod finnhub;
 pub mod itick;
 
 use crate::error::{CoreError, CoreResult, ErrorCode};
@@ -57,21 +58,26 @@ pub enum Decoded {
     Control(Control),
     /// A market observation; its canonical symbol is in the decoder's `symbol_out`.
     Market(Observation),
+    /// Several observations (a provider that batches), each with its canonical symbol.
+    Markets(Vec<(String, Observation)>),
 }
 
 /// The provider protocols the core decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     Itick,
+    /// A backup provider's protocol (trades only).
+    Finnhub,
 }
 
 impl Provider {
     pub fn parse(name: &str) -> CoreResult<Provider> {
         match name.to_ascii_lowercase().as_str() {
             "itick" => Ok(Provider::Itick),
+            "finnhub" => Ok(Provider::Finnhub),
             other => Err(CoreError::new(
                 ErrorCode::InvalidField,
-                format!("unknown provider {other:?}; known: itick"),
+                format!("unknown provider {other:?}; known: itick, finnhub"),
             )),
         }
     }
@@ -84,12 +90,17 @@ impl Provider {
                 itick::ItickFrame::Control(c) => Decoded::Control(c),
                 itick::ItickFrame::Market(o) => Decoded::Market(o),
             }),
+            Provider::Finnhub => finnhub::decode(frame).map(|f| match f {
+                finnhub::FinnhubFrame::Control(c) => Decoded::Control(c),
+                finnhub::FinnhubFrame::Trades(t) => Decoded::Markets(t),
+            }),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Provider::Itick => "itick",
+            Provider::Finnhub => "finnhub",
         }
     }
 }

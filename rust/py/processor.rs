@@ -117,19 +117,25 @@ impl PyFeedProcessor {
     }
 
     /// Decodes one frame into `(updates, controls)`. Raises `DecodeError` (a `ValueError`) if
-    /// it is malformed; state is then unchanged.
-    #[pyo3(signature = (frame, recv_time_ms = None))]
+    /// it is malformed; state is then unchanged. `provider`: the frame's protocol when not this
+    /// processor's own (a backup provider feeding the same channels; one numbering for all).
+    #[pyo3(signature = (frame, recv_time_ms = None, provider = None))]
     fn ingest<'py>(
         &mut self,
         py: Python<'py>,
         frame: &Bound<'py, PyAny>,
         recv_time_ms: Option<i64>,
+        provider: Option<&str>,
     ) -> PyResult<Ingested<'py>> {
         let recv = recv_time_ms.unwrap_or_else(now_ms);
+        let provider = match provider {
+            Some(name) => Provider::parse(name).map_err(|e| to_pyerr(py, e))?,
+            None => self.inner.provider(),
+        };
         let frame = FrameBytes::extract(frame)?;
         let bytes = frame.bytes().map_err(|e| to_pyerr(py, e))?;
         self.inner
-            .process(bytes, recv, &mut self.events)
+            .process_as(provider, bytes, recv, &mut self.events)
             .map_err(|e| to_pyerr(py, e))?;
         let (updates, controls) = (PyList::empty(py), PyList::empty(py));
         self.drain_into(py, &updates, &controls)?;

@@ -182,15 +182,34 @@ impl FeedProcessor {
     /// Decodes one provider frame and appends what it holds to `out`. On error nothing is
     /// appended and no state changes, so one bad frame costs only itself.
     pub fn process(&mut self, frame: &[u8], recv_time_ms: i64, out: &mut Vec<Event>) -> CoreResult<()> {
+        self.process_as(self.provider, frame, recv_time_ms, out)
+    }
+
+    /// As `process`, for a frame of `provider`'s protocol: one processor numbers the updates
+    /// of every provider feeding the same channels (a backup taking over carries on the seqs),
+    /// and each update names the provider it came from.
+    pub fn process_as(
+        &mut self,
+        provider: Provider,
+        frame: &[u8],
+        recv_time_ms: i64,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
         self.frames += 1;
-        let result = self.process_inner(frame, recv_time_ms, out);
+        let result = self.process_inner(provider, frame, recv_time_ms, out);
         if result.is_err() {
             self.errors += 1;
         }
         result
     }
 
-    fn process_inner(&mut self, frame: &[u8], recv_time_ms: i64, out: &mut Vec<Event>) -> CoreResult<()> {
+    fn process_inner(
+        &mut self,
+        provider: Provider,
+        frame: &[u8],
+        recv_time_ms: i64,
+        out: &mut Vec<Event>,
+    ) -> CoreResult<()> {
         if frame.len() > self.max_frame_bytes {
             return Err(CoreError::new(
                 ErrorCode::FrameTooLarge,
@@ -201,22 +220,61 @@ impl FeedProcessor {
                 ),
             ));
         }
-        match self.provider.decode(frame, &mut self.scratch)? {
+        let name = if provider == self.provider {
+            self.provider_name.clone()
+        } else {
+            provider.name().into()
+        };
+        match provider.decode(frame, &mut self.scratch)? {
             Decoded::Control(c) => out.push(Event::Control(c)),
             Decoded::Market(obs) => {
                 if let Some(why) = self.sanity.check(&obs, recv_time_ms) {
                     self.dropped[why as usize] += 1;
                     return Ok(());
                 }
-                let update = self.sequence(obs, recv_time_ms)?;
+                let update = self.sequence(obs, recv_time_ms, &name)?;
                 out.push(Event::Update(update));
+            }
+            Decoded::Markets(items) => {
+                // Checked whole first, so an error leaves no state changed.
+                let plausible: Vec<(String, Observation)> = items
+                    .into_iter()
+                    .filter(|(_, obs)| match self.sanity.check(obs, recv_time_ms) {
+                        Some(why) => {
+                            self.dropped[why as usize] += 1;
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect();
+                let new = plausible
+                    .iter()
+                    .filter(|(s, _)| !self.symbol_ids.contains_key(s.as_str()))
+                    .count();
+                if self.symbols.len() + new > self.max_symbols {
+                    return Err(CoreError::new(
+                        ErrorCode::InvalidSymbol,
+                        format!("symbol table full ({} symbols)", self.max_symbols),
+                    ));
+                }
+                for (symbol, obs) in plausible {
+                    self.scratch.clear();
+                    self.scratch.push_str(&symbol);
+                    let update = self.sequence(obs, recv_time_ms, &name)?;
+                    out.push(Event::Update(update));
+                }
             }
         }
         Ok(())
     }
 
     /// Derives and numbers an observation whose canonical symbol is in `self.scratch`.
-    fn sequence(&mut self, mut obs: Observation, recv_time_ms: i64) -> CoreResult<MarketUpdate> {
+    fn sequence(
+        &mut self,
+        mut obs: Observation,
+        recv_time_ms: i64,
+        provider: &Arc<str>,
+    ) -> CoreResult<MarketUpdate> {
         let id = self.symbol_id()?;
         let state = &mut self.symbols[id];
         let event_time_ms = obs.event_time_ms.unwrap_or(recv_time_ms);
@@ -230,7 +288,7 @@ impl FeedProcessor {
             channel: state.channel(kind),
             seq: state.seqs[kind.slot()],
             epoch: self.epoch.clone(),
-            provider: self.provider_name.clone(),
+            provider: provider.clone(),
             event_time_ms,
             recv_time_ms,
             payload: obs.payload,

@@ -208,3 +208,30 @@ fn a_released_symbol_comes_back_numbered_above_everything_before() {
     assert_eq!((back[0].seq, back[1].seq), (6, 6));
     assert_eq!(p.symbol_count(), 2);
 }
+
+#[test]
+fn a_backup_provider_carries_on_the_same_channels_numbering() {
+    let mut p = processor();
+    updates(&mut p, &[TICK, TICK]);
+    let trades = br#"{"type":"trade","data":[{"s":"AAPL","p":225.3,"t":1731689407200,"v":10},{"s":"AAPL","p":-1,"t":1731689407201,"v":10},{"s":"MSFT","p":410.0,"t":1731689407300,"v":5}]}"#;
+    let mut out = Vec::new();
+    p.process_as(Provider::Finnhub, trades, 1_731_689_500_000, &mut out)
+        .unwrap();
+    let got: Vec<(String, u64, String)> = out
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Update(u) => Some((u.channel.to_string(), u.seq, u.provider.to_string())),
+            Event::Control(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("AAPL$US:tick".to_string(), 3, "finnhub".to_string()),
+            ("MSFT$US:tick".to_string(), 1, "finnhub".to_string()),
+        ]
+    );
+    assert_eq!(p.dropped().find(|(w, _)| w.name() == "price").unwrap().1, 1);
+    // And back to the primary: still one numbering.
+    assert_eq!(updates(&mut p, &[TICK])[0].seq, 4);
+}
