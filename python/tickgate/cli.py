@@ -2,7 +2,7 @@
 
 tickgate serve [--config FILE] [--host H] [--port P] [--workers N|auto]
                [--upstream-url URL] [--upstream-token T]
-tickgate simulate [--host H] [--port P] [--rate R] [--seed S] [--token T ...]
+tickgate simulate [--protocol itick|finnhub] [--host H] [--port P] [--rate R] [--seed S] [--token T ...]
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
 
-    sim = sub.add_parser("simulate", help="run the iTick protocol simulator")
+    sim = sub.add_parser("simulate", help="run a provider simulator (iTick, or a Finnhub-style backup)")
+    sim.add_argument(
+        "--protocol", choices=["itick", "finnhub"], default="itick", help="which provider's protocol to speak"
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9100)
     sim.add_argument("--rate", type=float, default=2.0, help="updates per second per symbol and type")
@@ -81,14 +84,25 @@ async def _serve(config: GatewayConfig, stop: asyncio.Event) -> None:
 
 async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from tickgate.simulate import ItickSimulator, SimulatorConfig
+    from tickgate.simulate.finnhub_server import FinnhubConfig, FinnhubSimulator
 
+    tokens = frozenset(args.token) if args.token else None
+    if args.protocol == "finnhub":
+        backup = FinnhubSimulator(
+            FinnhubConfig(host=args.host, port=args.port, rate=args.rate, seed=args.seed, tokens=tokens)
+        )
+        await backup.start()
+        print(f"Finnhub-style simulator on {backup.url}", flush=True)
+        await stop.wait()
+        await backup.stop()
+        return
     sim = ItickSimulator(
         SimulatorConfig(
             host=args.host,
             port=args.port,
             rate=args.rate,
             seed=args.seed,
-            tokens=frozenset(args.token) if args.token else None,
+            tokens=tokens,
             max_subscriptions=args.max_subscriptions,
             symbol_style=args.symbol_style,
         )
