@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         help="edge worker processes sharing the port beside one ingest process ('auto': one per core; "
         "default 0: everything in one process)",
     )
-    serve.add_argument("--upstream-url", help="iTick-protocol WebSocket URL, e.g. wss://api.itick.org/stock")
+    serve.add_argument(
+        "--upstream-provider",
+        choices=["itick", "finnhub"],
+        help="the provider's protocol (default itick; finnhub: a Finnhub-style trades feed)",
+    )
+    serve.add_argument("--upstream-url", help="the provider's WebSocket URL, e.g. wss://api.itick.org/stock")
     serve.add_argument("--upstream-token", help="provider API token")
     serve.add_argument(
         "--redis-url", help="Redis for sessions, e.g. redis://127.0.0.1:6379/0 (default: memory)"
@@ -138,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "host": args.host,
                 "port": args.port,
                 "workers": _workers(args.workers),
+                "upstream_provider": args.upstream_provider,
                 "upstream_url": args.upstream_url,
                 "upstream_token": args.upstream_token,
                 "log_level": args.log_level,

@@ -20,6 +20,7 @@ __all__ = ["ConfigError", "GatewayConfig", "load_config"]
 
 ENV_PREFIX = "TICKGATE_"
 AuthMode = Literal["header", "query", "message"]
+ProviderName = Literal["itick", "finnhub"]
 UnsubscribeMode = Literal["message", "resend"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 ClientTransport = Literal["uvloop", "aiofastnet"]
@@ -38,6 +39,8 @@ class GatewayConfig:
     # Upstream (iTick). No URL means the embedded simulator on a free loopback port.
     upstream_url: str | None = None
     upstream_token: str | None = field(default=None, repr=False)
+    #: The provider's protocol: iTick, or a Finnhub-style trades feed (tick channels only).
+    upstream_provider: ProviderName = "itick"
     upstream_auth: AuthMode = "header"
     upstream_unsubscribe: UnsubscribeMode = "message"
     # A frozen provider (TCP open, nothing answering) is found within ping + pong: 10 s.

@@ -29,7 +29,7 @@ from tickgate.edge.metrics import make_renderer
 from tickgate.node.edge import Edge
 from tickgate.node.ingest import Ingest
 from tickgate.node.view import health_of
-from tickgate.upstream.itick import ItickAdapter
+from tickgate.upstream.connection import ProviderConnection
 
 log = logging.getLogger("tickgate.gateway")
 
@@ -52,7 +52,7 @@ class Gateway:
         self._stopped = asyncio.Event()
 
     @property
-    def upstream(self) -> ItickAdapter | None:
+    def upstream(self) -> ProviderConnection | None:
         return self.ingest.upstream
 
     @property

@@ -17,8 +17,9 @@ from tickgate.bus.base import FeedState
 from tickgate.config import GatewayConfig
 from tickgate.sessions.history import History
 from tickgate.status import StaleReason
+from tickgate.upstream import ADAPTERS
 from tickgate.upstream.base import UpstreamState
-from tickgate.upstream.itick import ItickAdapter
+from tickgate.upstream.connection import ProviderConnection
 from tickgate.upstream.pool import SubscriptionPool
 from tickgate.upstream.settings import UpstreamSettings
 
@@ -35,7 +36,7 @@ class Ingest:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.processor = FeedProcessor(
-            ItickAdapter.provider,
+            config.upstream_provider,
             max_past_ms=int(config.upstream_max_event_age * 1000),
             max_future_ms=int(config.upstream_max_event_lead * 1000),
         )
@@ -47,7 +48,7 @@ class Ingest:
         self.pool.on_dropped(self._release_later)
         self._releasing: dict[str, asyncio.TimerHandle] = {}
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
-        self.upstream: ItickAdapter | None = None
+        self.upstream: ProviderConnection | None = None
         self.upstream_url: str | None = None
         #: Recent updates per channel, for snapshots and resume.
         self.history = History(
@@ -95,9 +96,8 @@ class Ingest:
 
         self._evict_later()
         settings = UpstreamSettings.from_config(cfg, url, token)
-        self.upstream = ItickAdapter(
-            settings, self.processor, keep_and_publish, self.pool.refused, feed_changed
-        )
+        adapter = ADAPTERS[cfg.upstream_provider]
+        self.upstream = adapter(settings, self.processor, keep_and_publish, self.pool.refused, feed_changed)
         self.pool.attach(self.upstream)
         await self.upstream.start()
         with contextlib.suppress(TimeoutError):
@@ -107,8 +107,20 @@ class Ingest:
 
     async def _start_simulator(self) -> tuple[str, str]:
         from tickgate.simulate import ItickSimulator, SimulatorConfig
+        from tickgate.simulate.finnhub_server import FinnhubConfig, FinnhubSimulator
 
         token = secrets.token_hex(16)
+        if self.config.upstream_provider == "finnhub":
+            self.simulator = FinnhubSimulator(
+                FinnhubConfig(
+                    rate=self.config.simulator_rate,
+                    seed=self.config.simulator_seed,
+                    tokens=frozenset({token}),
+                )
+            )
+            await self.simulator.start()
+            log.info("embedded Finnhub-style simulator on %s", self.simulator.url)
+            return self.simulator.url, token
         self.simulator = ItickSimulator(
             SimulatorConfig(
                 host="127.0.0.1",
@@ -165,7 +177,7 @@ class Ingest:
         if self.upstream is not None:
             return self.upstream.status()
         return {
-            "provider": ItickAdapter.name,
+            "provider": self.config.upstream_provider,
             "state": UpstreamState.IDLE.value,
             "reconnects": 0,
             "frames_in": 0,

@@ -1,7 +1,20 @@
 """Provider connections and the global subscription pool."""
 
 from tickgate.upstream.base import UpstreamAdapter, UpstreamState
+from tickgate.upstream.connection import ProviderConnection
+from tickgate.upstream.finnhub import FinnhubAdapter
 from tickgate.upstream.itick import ItickAdapter
 from tickgate.upstream.pool import SubscriptionPool
 
-__all__ = ["ItickAdapter", "SubscriptionPool", "UpstreamAdapter", "UpstreamState"]
+#: The adapter for each ``upstream_provider``.
+ADAPTERS: dict[str, type[ProviderConnection]] = {"itick": ItickAdapter, "finnhub": FinnhubAdapter}
+
+__all__ = [
+    "ADAPTERS",
+    "FinnhubAdapter",
+    "ItickAdapter",
+    "ProviderConnection",
+    "SubscriptionPool",
+    "UpstreamAdapter",
+    "UpstreamState",
+]
