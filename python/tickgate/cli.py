@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-url", help="the provider's WebSocket URL, e.g. wss://api.itick.org/stock")
     serve.add_argument("--upstream-token", help="provider API token")
     serve.add_argument(
+        "--backup-provider", choices=["itick", "finnhub"], help="a backup provider to fail over to"
+    )
+    serve.add_argument("--backup-url", help="the backup provider's WebSocket URL")
+    serve.add_argument("--backup-token", help="the backup provider's API token")
+    serve.add_argument(
         "--redis-url", help="Redis for sessions, e.g. redis://127.0.0.1:6379/0 (default: memory)"
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
@@ -146,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "upstream_provider": args.upstream_provider,
                 "upstream_url": args.upstream_url,
                 "upstream_token": args.upstream_token,
+                "backup_provider": args.backup_provider,
+                "backup_url": args.backup_url,
+                "backup_token": args.backup_token,
                 "log_level": args.log_level,
                 "redis_url": args.redis_url,
             }

@@ -42,6 +42,14 @@ class GatewayConfig:
     #: The provider's protocol: iTick, or a Finnhub-style trades feed (tick channels only).
     upstream_provider: ProviderName = "itick"
     upstream_auth: AuthMode = "header"
+    # A backup provider that takes the channels over when the primary has been down for
+    # failover_after seconds, and gives them back once the primary has delivered for
+    # failback_after seconds (tickgate.upstream.failover). None: no backup.
+    backup_provider: ProviderName | None = None
+    backup_url: str | None = None
+    backup_token: str | None = field(default=None, repr=False)
+    failover_after: float = 5.0
+    failback_after: float = 30.0
     upstream_unsubscribe: UnsubscribeMode = "message"
     # A frozen provider (TCP open, nothing answering) is found within ping + pong: 10 s.
     upstream_ping_interval: float = 5.0
@@ -150,6 +158,8 @@ class GatewayConfig:
                 "need batch_interval_min_ms <= batch_interval_ms <= batch_interval_max_ms "
                 f"(got {self.batch_interval_min_ms}, {self.batch_interval_ms}, {self.batch_interval_max_ms})"
             )
+        if self.backup_provider is not None and not self.backup_url:
+            raise ConfigError("backup_provider needs backup_url")
         if not self.batch_interval_min_ms <= self.degrade_batch_interval_ms <= self.batch_interval_max_ms:
             raise ConfigError("degrade_batch_interval_ms must be within the batch interval limits")
         lags = (self.degrade_level1_lag_ms, self.degrade_level2_lag_ms, self.degrade_level3_lag_ms)

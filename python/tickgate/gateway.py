@@ -30,6 +30,7 @@ from tickgate.node.edge import Edge
 from tickgate.node.ingest import Ingest
 from tickgate.node.view import health_of
 from tickgate.upstream.connection import ProviderConnection
+from tickgate.upstream.failover import Failover
 
 log = logging.getLogger("tickgate.gateway")
 
@@ -52,7 +53,7 @@ class Gateway:
         self._stopped = asyncio.Event()
 
     @property
-    def upstream(self) -> ProviderConnection | None:
+    def upstream(self) -> ProviderConnection | Failover | None:
         return self.ingest.upstream
 
     @property

@@ -12,6 +12,9 @@ class StaleReason(StrEnum):
     #: The provider connection stopped answering (no pong, nothing received, no data) and was
     #: dropped; it is being re-established.
     PROVIDER_SILENT = "provider_silent"
+    #: The primary provider is down and its channels are moving to the backup provider (or
+    #: back); also for kinds the backup cannot serve, while it serves the rest.
+    FAILING_OVER = "failing_over"
     #: A node's edge lost its ingest process (it is restarted by the supervisor).
     INGEST_DOWN = "ingest_down"
     #: This edge is shedding load (``tickgate.edge.degrade``): level 1 leaves depth and klines

@@ -53,6 +53,9 @@ class FeedState:
 
     up: bool
     reason: str = ""
+    #: Kinds (``quote``, ``depth``, ...) not served while it is up (a backup provider that
+    #: streams trades only): their channels stay stale, reason ``failing_over``.
+    unserved: tuple[str, ...] = ()
 
 
 class EdgeSink(Protocol):

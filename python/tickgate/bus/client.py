@@ -224,8 +224,7 @@ class BusClient(asyncio.Protocol):
         elif kind is Kind.FETCHED:
             self._fetched(body)
         elif kind is Kind.FEED:
-            feed = json.loads(body)
-            self._edge.on_feed(FeedState(up=bool(feed["up"]), reason=str(feed["reason"])))
+            self._edge.on_feed(_feed_state(json.loads(body)))
         elif kind is Kind.CLAIMED:
             self._claimed(body)
         elif kind is Kind.TAKEN_ELSEWHERE:
@@ -243,9 +242,8 @@ class BusClient(asyncio.Protocol):
             if channels:
                 self._send(channels_message(Kind.ADD, channels))
             self._report_stats()
-            feed = welcome.get("feed") or {"up": True, "reason": ""}
             # The feed first: joining then tells clients one state, the node's as it is now.
-            self._edge.on_feed(FeedState(up=bool(feed["up"]), reason=str(feed["reason"])))
+            self._edge.on_feed(_feed_state(welcome.get("feed") or {"up": True, "reason": ""}))
             self._edge.on_ingest(IngestState(up=True, epoch=welcome["epoch"]))
         else:
             raise BusProtocolError(f"{kind.name} is not sent by the ingest")
@@ -258,3 +256,11 @@ class BusClient(asyncio.Protocol):
         self._send(json_message(Kind.STATS, self._stats()))
         loop = asyncio.get_running_loop()
         self._stats_timer = loop.call_later(self._stats_interval_s, self._report_stats)
+
+
+def _feed_state(feed: dict[str, Any]) -> FeedState:
+    return FeedState(
+        up=bool(feed["up"]),
+        reason=str(feed["reason"]),
+        unserved=tuple(str(k) for k in feed.get("unserved", ())),
+    )

@@ -177,7 +177,9 @@ class BusServer:
         if self._pending:
             self._flush()
         self.feed_state = state
-        data = json_message(Kind.FEED, {"up": state.up, "reason": state.reason})
+        data = json_message(
+            Kind.FEED, {"up": state.up, "reason": state.reason, "unserved": list(state.unserved)}
+        )
         for link in list(self.links):
             link.send(data)
 
@@ -213,7 +215,8 @@ class BusServer:
                 return
             link.worker, link.pid, link.joined = str(hello["worker"]), int(hello["pid"]), True
             self.links.add(link)
-            feed = {"up": self.feed_state.up, "reason": self.feed_state.reason}
+            state = self.feed_state
+            feed = {"up": state.up, "reason": state.reason, "unserved": list(state.unserved)}
             link.send(
                 json_message(Kind.WELCOME, {"version": BUS_RECORD_VERSION, "epoch": self.epoch, "feed": feed})
             )

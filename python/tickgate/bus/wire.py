@@ -34,7 +34,7 @@ class Kind(enum.IntEnum):
     FETCHED = 14  # header {"id", "gaps", "missed", "refused"?, "added"}, then a core bus record
     TAKEN_ELSEWHERE = 15  # a session id another edge's client took over: close its old connection
     CLAIMED = 16  # header {"id"}, then the record (empty: none)
-    FEED = 17  # JSON {"up", "reason"}: the provider feed went down or came back
+    FEED = 17  # JSON {"up", "reason", "unserved"}: the provider feed went down or came back
 
 
 class BusProtocolError(Exception):

@@ -28,10 +28,16 @@ if TYPE_CHECKING:
 #: Kinds left out at degradation level 1 (quotes and ticks are the core data).
 NON_CORE = ("depth", "kline")
 DEGRADED = StaleReason.DEGRADED
+FAILING_OVER = StaleReason.FAILING_OVER
 
 
 def _non_core(channel: str) -> bool:
     return split_channel(channel)[1].startswith(NON_CORE)
+
+
+def _kind(channel: str) -> str:
+    """``tick``, ``quote``, ``depth`` or ``kline`` (whatever its period)."""
+    return split_channel(channel)[1].split("@")[0]
 
 
 class ChannelStatus:
@@ -45,8 +51,8 @@ class ChannelStatus:
         # Connections moved from immediate mode to batches at level 2 (restored below it).
         self._moved: set[ClientConnection] = set()
         self._snapshot_timer: asyncio.TimerHandle | None = None
-        # What clients were last told: the edge-wide reason and the level.
-        self._told = ("", 0)
+        # What clients were last told: the edge-wide reason, the level, the unserved kinds.
+        self._told: tuple[str, int, tuple[str, ...]] = ("", 0, ())
 
     # -- state changes -----------------------------------------------------------------------
 
@@ -104,32 +110,41 @@ class ChannelStatus:
             return self._ingest_reason or StaleReason.INGEST_DOWN
         return "" if self.feed.up else self.feed.reason
 
-    def _reasons(self, conn: ClientConnection, edge_reason: str, level: int) -> dict[str, str]:
+    def _now(self) -> tuple[str, int, tuple[str, ...]]:
+        return (self.edge_reason(), self.level, self.feed.unserved if self.feed.up else ())
+
+    def _reasons(
+        self, conn: ClientConnection, edge_reason: str, level: int, unserved: tuple[str, ...]
+    ) -> dict[str, str]:
         channels = self._hub.dispatcher.channels_of(conn.id)
         if edge_reason:
             return dict.fromkeys(channels, edge_reason)
         if level >= 2:
             return dict.fromkeys(channels, DEGRADED)
+        out: dict[str, str] = {}
+        if unserved:  # a backup provider serves the rest
+            out = {c: FAILING_OVER for c in channels if _kind(c) in unserved}
         if level == 1:
             mode = self._hub.dispatcher.mode_of(conn.id)
             if conn in self._moved or (mode is not None and mode[0] == "immediate"):
-                return {c: DEGRADED for c in channels if _non_core(c)}
-        return {}
+                out.update({c: DEGRADED for c in channels if _non_core(c) and c not in out})
+        return out
 
     def stale_channels(self) -> int:
         """How many of this edge's channels are stale for some client now."""
         dispatcher = self._hub.dispatcher
         if self.edge_reason() or self.level >= 2:
             return dispatcher.channel_count
-        if self.level == 1:
-            return sum(1 for c in dispatcher.channels() if _non_core(c))
-        return 0
+        unserved = self._now()[2]
+        return sum(
+            1 for c in dispatcher.channels() if _kind(c) in unserved or (self.level == 1 and _non_core(c))
+        )
 
     def reason_for(self, conn: ClientConnection, channel: str) -> str:
-        return self._reasons(conn, self.edge_reason(), self.level).get(channel, "")
+        return self._reasons(conn, *self._now()).get(channel, "")
 
     def _tell(self) -> None:
-        now = (self.edge_reason(), self.level)
+        now = self._now()
         if now == self._told:
             return
         was, self._told = self._told, now
@@ -197,7 +212,7 @@ class ChannelStatus:
     ) -> bytes | None:
         """``frames`` (a new subscriber's snapshots) followed, for those of ``channels`` that are
         stale, by the status saying so: their values are the last known, not live."""
-        reasons = self._reasons(conn, self.edge_reason(), self.level)
+        reasons = self._reasons(conn, *self._now())
         stale: dict[str, list[str]] = {}
         for channel in channels:
             if channel in reasons:

@@ -20,6 +20,7 @@ from tickgate.status import StaleReason
 from tickgate.upstream import ADAPTERS
 from tickgate.upstream.base import UpstreamState
 from tickgate.upstream.connection import ProviderConnection
+from tickgate.upstream.failover import Failover
 from tickgate.upstream.pool import SubscriptionPool
 from tickgate.upstream.settings import UpstreamSettings
 
@@ -48,7 +49,7 @@ class Ingest:
         self.pool.on_dropped(self._release_later)
         self._releasing: dict[str, asyncio.TimerHandle] = {}
         self.simulator: Any = None  # tickgate.simulate.ItickSimulator when embedded
-        self.upstream: ProviderConnection | None = None
+        self.upstream: ProviderConnection | Failover | None = None
         self.upstream_url: str | None = None
         #: Recent updates per channel, for snapshots and resume.
         self.history = History(
@@ -84,8 +85,8 @@ class Ingest:
             ring.append(updates)
             publish(updates)
 
-        def feed_changed(up: bool, reason: str) -> None:
-            self.feed = FeedState(up=up, reason=reason)
+        def feed_changed(up: bool, reason: str, unserved: tuple[str, ...] = ()) -> None:
+            self.feed = FeedState(up=up, reason=reason, unserved=unserved)
             if up:
                 log.info("provider feed delivering")
             else:
@@ -97,7 +98,24 @@ class Ingest:
         self._evict_later()
         settings = UpstreamSettings.from_config(cfg, url, token)
         adapter = ADAPTERS[cfg.upstream_provider]
-        self.upstream = adapter(settings, self.processor, keep_and_publish, self.pool.refused, feed_changed)
+        primary = adapter(settings, self.processor, keep_and_publish, self.pool.refused, feed_changed)
+        if cfg.backup_provider is None or cfg.backup_url is None:
+            self.upstream = primary
+        else:
+            backup_settings = UpstreamSettings.from_config(cfg, cfg.backup_url, cfg.backup_token)
+            backup = ADAPTERS[cfg.backup_provider](
+                backup_settings, self.processor, keep_and_publish, self.pool.refused, None
+            )
+            self.upstream = Failover(
+                primary,
+                backup,
+                self.processor,
+                keep_and_publish,
+                self.pool.refused,
+                feed_changed,
+                failover_after_s=cfg.failover_after,
+                failback_after_s=cfg.failback_after,
+            )
         self.pool.attach(self.upstream)
         await self.upstream.start()
         with contextlib.suppress(TimeoutError):

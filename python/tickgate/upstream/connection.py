@@ -75,6 +75,8 @@ class ProviderConnection:
     #: Names the provider in status and logs, and the core's decoder for its protocol.
     name = ""
     provider = ""
+    #: The kinds it can stream (``tick``, ``quote``, ``depth``, ``kline``); None: all.
+    served_kinds: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -121,12 +123,23 @@ class ProviderConnection:
     def wanted(self) -> frozenset[str]:
         return frozenset(self._wanted)
 
+    def wire(self, on_updates: UpdateSink, on_rejected: RejectSink, on_feed: FeedSink | None) -> None:
+        """Where its updates, refusals and feed state go (a failover routes them)."""
+        self._on_updates, self._on_rejected, self._on_feed = on_updates, on_rejected, on_feed
+
+    def use_processor(self, processor: FeedProcessor) -> None:
+        """Decodes into ``processor`` from now on (a failover's standby decodes into its own,
+        so nothing it sends is numbered)."""
+        self._processor = processor
+
     async def start(self) -> None:
         if self._task is None:
+            self._state = UpstreamState.IDLE  # startable again after a stop
             self._task = asyncio.create_task(self._run(), name=f"tickgate-upstream-{self.name}")
 
     async def stop(self) -> None:
         self._state = UpstreamState.CLOSED
+        self._feed = None
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 self._transport.send_close(WSCloseCode.GOING_AWAY, b"gateway shutting down")

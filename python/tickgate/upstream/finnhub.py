@@ -29,6 +29,7 @@ def finnhub_symbol(canonical: str) -> str:
 class FinnhubAdapter(ProviderConnection):
     name = "finnhub"
     provider = "finnhub"
+    served_kinds = frozenset({SERVED_KIND})
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
         sep = "&" if "?" in self.url else "?"
