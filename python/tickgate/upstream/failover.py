@@ -143,7 +143,8 @@ class Failover:
             if source is self.primary:
                 self._primary_feed(up, reason)
             elif source is self.active and not up:
-                self._tell(False, reason, ())  # the backup failed too
+                self._tell(False, reason, ())  # the backup failed too: ok again at its data
+                self._awaiting_data = True
 
         return feed
 
