@@ -37,13 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--upstream-provider",
-        choices=["itick", "finnhub"],
-        help="the provider's protocol (default itick; finnhub: a Finnhub-style trades feed)",
+        choices=["itick", "finnhub", "alpaca"],
+        help="the provider's protocol (default itick; finnhub, alpaca: backup protocols)",
     )
     serve.add_argument("--upstream-url", help="the provider's WebSocket URL, e.g. wss://api.itick.org/stock")
     serve.add_argument("--upstream-token", help="provider API token")
     serve.add_argument(
-        "--backup-provider", choices=["itick", "finnhub"], help="a backup provider to fail over to"
+        "--backup-provider", choices=["itick", "finnhub", "alpaca"], help="a backup provider to fail over to"
     )
     serve.add_argument("--backup-url", help="the backup provider's WebSocket URL")
     serve.add_argument("--backup-token", help="the backup provider's API token")
@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="run a provider simulator (iTick, or a Finnhub-style backup)")
     sim.add_argument(
-        "--protocol", choices=["itick", "finnhub"], default="itick", help="which provider's protocol to speak"
+        "--protocol",
+        choices=["itick", "finnhub", "alpaca"],
+        default="itick",
+        help="which provider's protocol to speak",
     )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9100)
@@ -97,6 +100,15 @@ async def _simulate(args: argparse.Namespace, stop: asyncio.Event) -> None:
     from tickgate.simulate.finnhub_server import FinnhubConfig, FinnhubSimulator
 
     tokens = frozenset(args.token) if args.token else None
+    if args.protocol == "alpaca":
+        from tickgate.simulate.alpaca_server import AlpacaConfig, AlpacaSimulator
+
+        alpaca = AlpacaSimulator(AlpacaConfig(host=args.host, port=args.port, rate=args.rate, seed=args.seed))
+        await alpaca.start()
+        print(f"Alpaca-style simulator on {alpaca.url}", flush=True)
+        await stop.wait()
+        await alpaca.stop()
+        return
     if args.protocol == "finnhub":
         backup = FinnhubSimulator(
             FinnhubConfig(host=args.host, port=args.port, rate=args.rate, seed=args.seed, tokens=tokens)

@@ -20,7 +20,7 @@ __all__ = ["ConfigError", "GatewayConfig", "load_config"]
 
 ENV_PREFIX = "TICKGATE_"
 AuthMode = Literal["header", "query", "message"]
-ProviderName = Literal["itick", "finnhub"]
+ProviderName = Literal["itick", "finnhub", "alpaca"]
 UnsubscribeMode = Literal["message", "resend"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 ClientTransport = Literal["uvloop", "aiofastnet"]

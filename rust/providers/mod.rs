@@ -1,6 +1,7 @@
 //! One decoder per provider protocol. Decoders turn frame bytes into control events or
 //! observations (normalized payloads not yet derived or sequenced); they keep no state.
 
+pub mod alpaca;
 pub mod fields;
 pub mod finnhub;
 pub mod itick;
@@ -68,6 +69,8 @@ pub enum Provider {
     Itick,
     /// A backup provider's protocol (trades only).
     Finnhub,
+    /// A backup provider's protocol (trades, top-of-book quotes, minute bars).
+    Alpaca,
 }
 
 impl Provider {
@@ -75,9 +78,10 @@ impl Provider {
         match name.to_ascii_lowercase().as_str() {
             "itick" => Ok(Provider::Itick),
             "finnhub" => Ok(Provider::Finnhub),
+            "alpaca" => Ok(Provider::Alpaca),
             other => Err(CoreError::new(
                 ErrorCode::InvalidField,
-                format!("unknown provider {other:?}; known: itick, finnhub"),
+                format!("unknown provider {other:?}; known: itick, finnhub, alpaca"),
             )),
         }
     }
@@ -94,6 +98,10 @@ impl Provider {
                 finnhub::FinnhubFrame::Control(c) => Decoded::Control(c),
                 finnhub::FinnhubFrame::Trades(t) => Decoded::Markets(t),
             }),
+            Provider::Alpaca => alpaca::decode(frame).map(|f| match f {
+                alpaca::AlpacaFrame::Control(c) => Decoded::Control(c),
+                alpaca::AlpacaFrame::Data(d) => Decoded::Markets(d),
+            }),
         }
     }
 
@@ -101,6 +109,7 @@ impl Provider {
         match self {
             Provider::Itick => "itick",
             Provider::Finnhub => "finnhub",
+            Provider::Alpaca => "alpaca",
         }
     }
 }

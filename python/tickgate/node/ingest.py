@@ -128,6 +128,20 @@ class Ingest:
         from tickgate.simulate.finnhub_server import FinnhubConfig, FinnhubSimulator
 
         token = secrets.token_hex(16)
+        if self.config.upstream_provider == "alpaca":
+            from tickgate.simulate.alpaca_server import AlpacaConfig, AlpacaSimulator
+
+            key, secret = secrets.token_hex(8), secrets.token_hex(8)
+            self.simulator = AlpacaSimulator(
+                AlpacaConfig(
+                    rate=self.config.simulator_rate,
+                    seed=self.config.simulator_seed,
+                    credentials=frozenset({(key, secret)}),
+                )
+            )
+            await self.simulator.start()
+            log.info("embedded Alpaca-style simulator on %s", self.simulator.url)
+            return self.simulator.url, f"{key}:{secret}"
         if self.config.upstream_provider == "finnhub":
             self.simulator = FinnhubSimulator(
                 FinnhubConfig(

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -390,6 +391,6 @@ class ProviderConnection:
     def _send_unsubscribe(self, channels: list[str]) -> None:
         raise NotImplementedError
 
-    def _send(self, message: dict[str, str]) -> None:
+    def _send(self, message: dict[str, Any]) -> None:
         if self._transport is not None:
             self._transport.send(WSMsgType.TEXT, json.dumps(message, separators=(",", ":")).encode())
