@@ -84,3 +84,13 @@ def test_config_is_a_value() -> None:
 def test_config_refuses_zero_timers_and_empty_urls(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config(env=env)
+
+
+def test_a_symbol_map_that_does_not_read_fails_at_load() -> None:
+    import pytest
+
+    from tickgate.config import ConfigError, GatewayConfig
+
+    with pytest.raises(ConfigError, match="OURS=THEIRS"):
+        GatewayConfig(backup_symbols="700$HK=0700.HK,nonsense")
+    assert GatewayConfig(upstream_symbols="700$HK=0700.HK").upstream_symbols == "700$HK=0700.HK"

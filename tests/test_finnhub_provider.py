@@ -86,3 +86,17 @@ async def test_the_embedded_default_can_be_the_finnhub_style_simulator() -> None
         await c.close()
     finally:
         await gw.stop()
+
+
+async def test_symbols_the_provider_spells_its_own_way_are_mapped_both_ways() -> None:
+    gw, sim = await finnhub_gateway(upstream_symbols="700$HK=0700.HK")
+    try:
+        c = await Client.connect(gw)
+        await c.request({"action": "subscribe", "symbols": ["700$HK"], "types": ["tick"]})
+        await wait_until(lambda: sim.subscriptions() == {"0700.HK"}, what="subscribed in its spelling")
+        push = await c.push(lambda m: "snapshot" not in m)
+        assert push["data"]["symbol"] == "700$HK"
+        await c.close()
+    finally:
+        await gw.stop()
+        await sim.stop()

@@ -102,6 +102,8 @@ class FeedProcessor:
         self, frames: Iterable[FrameLike], recv_time_ms: int | None = None
     ) -> tuple[list[Update], list[ControlEvent], list[FrameError]]: ...
     def last_seq(self, channel: str) -> int: ...
+    def set_symbol_map(self, provider: str, mapping: dict[str, str]) -> None:
+        """``{their spelling: our symbol}`` for ``provider``'s frames."""
     def release(self, symbols: list[str]) -> int:
         """Forgets these symbols' state; how many had any. Back later, they are numbered above
         every seq given out before."""

@@ -42,6 +42,10 @@ class GatewayConfig:
     #: The provider's protocol: iTick, or a Finnhub-style trades feed (tick channels only).
     upstream_provider: ProviderName = "itick"
     upstream_auth: AuthMode = "header"
+    # How a provider spells symbols it names differently, "OURS=THEIRS,...", e.g.
+    # "700$HK=0700.HK,BRK.B$US=BRK-B" (each applied to that provider both ways).
+    upstream_symbols: str | None = None
+    backup_symbols: str | None = None
     # A backup provider that takes the channels over when the primary has been down for
     # failover_after seconds, and gives them back once the primary has delivered for
     # failback_after seconds (tickgate.upstream.failover). None: no backup.
@@ -158,6 +162,8 @@ class GatewayConfig:
                 "need batch_interval_min_ms <= batch_interval_ms <= batch_interval_max_ms "
                 f"(got {self.batch_interval_min_ms}, {self.batch_interval_ms}, {self.batch_interval_max_ms})"
             )
+        for text in (self.upstream_symbols, self.backup_symbols):
+            parse_symbol_map(text)  # fail at load, not at the first connect
         if self.backup_provider is not None and not self.backup_url:
             raise ConfigError("backup_provider needs backup_url")
         if not self.batch_interval_min_ms <= self.degrade_batch_interval_ms <= self.batch_interval_max_ms:
@@ -216,6 +222,20 @@ _POSITIVE = (
     "replay_window",
     "replay_max_bytes",
 )
+
+
+def parse_symbol_map(text: str | None) -> dict[str, str]:
+    """``"700$HK=0700.HK,BRK.B$US=BRK-B"`` -> ``{"700$HK": "0700.HK", ...}`` (ours -> theirs)."""
+    out: dict[str, str] = {}
+    for pair in (text or "").split(","):
+        if pair.strip():
+            ours, sep, theirs = pair.partition("=")
+            if not sep or not ours.strip() or not theirs.strip():
+                raise ConfigError(f"symbol map entry {pair.strip()!r} is not OURS=THEIRS")
+            out[ours.strip()] = theirs.strip()
+    return out
+
+
 _HINTS = get_type_hints(GatewayConfig)
 NAMES = tuple(f.name for f in fields(GatewayConfig))
 

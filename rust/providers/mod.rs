@@ -105,6 +105,17 @@ impl Provider {
         }
     }
 
+    /// The canonical form this provider's decoder gives a symbol it spells `raw`.
+    pub fn canonical_symbol(self, raw: &str) -> CoreResult<String> {
+        let mut out = String::new();
+        match self {
+            Provider::Itick => crate::model::symbol::canonicalize_into(raw, &mut out)?,
+            Provider::Finnhub => finnhub::canonical_symbol(raw, &mut out)?,
+            Provider::Alpaca => crate::model::symbol::canonicalize_parts(raw, "US", &mut out)?,
+        }
+        Ok(out)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Provider::Itick => "itick",

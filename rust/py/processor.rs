@@ -3,6 +3,7 @@
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
@@ -189,6 +190,22 @@ impl PyFeedProcessor {
     #[getter]
     fn provider(&self) -> &'static str {
         self.inner.provider().name()
+    }
+
+    /// Maps `provider`'s spellings to the gateway's symbols (`{"0700.HK": "700$HK"}`): its
+    /// updates for them are numbered as those. Raises `DecodeError` for a symbol either side
+    /// cannot read.
+    fn set_symbol_map(
+        &mut self,
+        py: Python<'_>,
+        provider: &str,
+        mapping: HashMap<String, String>,
+    ) -> PyResult<()> {
+        let provider = Provider::parse(provider).map_err(|e| to_pyerr(py, e))?;
+        let pairs: Vec<(String, String)> = mapping.into_iter().collect();
+        self.inner
+            .set_symbol_map(provider, &pairs)
+            .map_err(|e| to_pyerr(py, e))
     }
 
     /// Forgets the state of `symbols` (nobody has held them for a while); returns how many had

@@ -87,6 +87,9 @@ pub struct FeedProcessor {
     /// Seqs given out (and skipped) on all channels: no channel's seq is above it.
     issued: u64,
     released: ReleasedSymbols,
+    /// Per provider: the canonical form its decoder gives a symbol -> the gateway's own, for
+    /// providers that spell an instrument differently (`0700.HK` for `700$HK`).
+    aliases: Vec<(Provider, FxHashMap<String, Arc<str>>)>,
 }
 
 impl FeedProcessor {
@@ -107,6 +110,7 @@ impl FeedProcessor {
             dropped: [0; Implausible::ALL.len()],
             issued: 0,
             released: ReleasedSymbols::default(),
+            aliases: Vec::new(),
         }
     }
 
@@ -174,6 +178,31 @@ impl FeedProcessor {
         true
     }
 
+    /// Maps `provider`'s spellings to the gateway's symbols (`[("0700.HK", "700$HK")]`):
+    /// its updates for them are numbered as those. Replaces any map given before.
+    pub fn set_symbol_map(&mut self, provider: Provider, map: &[(String, String)]) -> CoreResult<()> {
+        let mut table = FxHashMap::default();
+        for (theirs, ours) in map {
+            let ours: Arc<str> = crate::model::symbol::canonicalize(ours)?.into();
+            table.insert(provider.canonical_symbol(theirs)?, ours);
+        }
+        self.aliases.retain(|(p, _)| *p != provider);
+        if !table.is_empty() {
+            self.aliases.push((provider, table));
+        }
+        Ok(())
+    }
+
+    /// The gateway's symbol for what `provider`'s decoder wrote into `symbol`.
+    fn unalias(&self, provider: Provider, symbol: &mut String) {
+        if let Some((_, table)) = self.aliases.iter().find(|(p, _)| *p == provider) {
+            if let Some(ours) = table.get(symbol.as_str()) {
+                symbol.clear();
+                symbol.push_str(ours);
+            }
+        }
+    }
+
     /// Symbols released so far.
     pub fn released_count(&self) -> u64 {
         self.released.count()
@@ -228,6 +257,9 @@ impl FeedProcessor {
         match provider.decode(frame, &mut self.scratch)? {
             Decoded::Control(c) => out.push(Event::Control(c)),
             Decoded::Market(obs) => {
+                let mut symbol = std::mem::take(&mut self.scratch);
+                self.unalias(provider, &mut symbol);
+                self.scratch = symbol;
                 if let Some(why) = self.sanity.check(&obs, recv_time_ms) {
                     self.dropped[why as usize] += 1;
                     return Ok(());
@@ -235,7 +267,10 @@ impl FeedProcessor {
                 let update = self.sequence(obs, recv_time_ms, &name)?;
                 out.push(Event::Update(update));
             }
-            Decoded::Markets(items) => {
+            Decoded::Markets(mut items) => {
+                for (symbol, _) in &mut items {
+                    self.unalias(provider, symbol);
+                }
                 // Checked whole first, so an error leaves no state changed.
                 let plausible: Vec<(String, Observation)> = items
                     .into_iter()

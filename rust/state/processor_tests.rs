@@ -235,3 +235,23 @@ fn a_backup_provider_carries_on_the_same_channels_numbering() {
     // And back to the primary: still one numbering.
     assert_eq!(updates(&mut p, &[TICK])[0].seq, 4);
 }
+
+#[test]
+fn a_providers_own_spelling_maps_to_the_gateways_symbol() {
+    let mut p = processor();
+    p.set_symbol_map(Provider::Finnhub, &[("0700.HK".into(), "700$HK".into())])
+        .unwrap();
+    let hk = r#"{"code":1,"data":{"s":"700.HK","ld":380.2,"t":1731689407100,"v":100,"type":"tick"}}"#;
+    updates(&mut p, &[hk]);
+    let trades = br#"{"type":"trade","data":[{"s":"0700.HK","p":380.4,"t":1731689407200,"v":100}]}"#;
+    let mut out = Vec::new();
+    p.process_as(Provider::Finnhub, trades, 1_731_689_500_000, &mut out)
+        .unwrap();
+    match &out[0] {
+        Event::Update(u) => assert_eq!((&*u.channel, u.seq), ("700$HK:tick", 2)),
+        Event::Control(_) => panic!("not an update"),
+    }
+    assert!(p
+        .set_symbol_map(Provider::Finnhub, &[("X".into(), "not a symbol".into())])
+        .is_err());
+}

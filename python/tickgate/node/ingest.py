@@ -14,7 +14,7 @@ from typing import Any
 
 from tickgate._core import FeedProcessor, ReplayRing, Update, split_channel
 from tickgate.bus.base import FeedState
-from tickgate.config import GatewayConfig
+from tickgate.config import GatewayConfig, parse_symbol_map
 from tickgate.sessions.history import History
 from tickgate.status import StaleReason
 from tickgate.upstream import ADAPTERS
@@ -99,6 +99,7 @@ class Ingest:
         settings = UpstreamSettings.from_config(cfg, url, token)
         adapter = ADAPTERS[cfg.upstream_provider]
         primary = adapter(settings, self.processor, keep_and_publish, self.pool.refused, feed_changed)
+        primary.map_symbols(parse_symbol_map(cfg.upstream_symbols))
         if cfg.backup_provider is None or cfg.backup_url is None:
             self.upstream = primary
         else:
@@ -106,6 +107,7 @@ class Ingest:
             backup = ADAPTERS[cfg.backup_provider](
                 backup_settings, self.processor, keep_and_publish, self.pool.refused, None
             )
+            backup.map_symbols(parse_symbol_map(cfg.backup_symbols))
             self.upstream = Failover(
                 primary,
                 backup,

@@ -18,12 +18,16 @@ from tickgate.upstream.connection import ProviderConnection, log
 _STREAM_OF_KIND = {"tick": "trades", "depth": "quotes", "kline@1": "bars"}
 
 
-def _stream(channel: str) -> tuple[str, str] | None:
+def _stream(channel: str, symbol_map: dict[str, str]) -> tuple[str, str] | None:
     """``(stream, Alpaca symbol)`` for a channel it can serve, else None."""
     symbol, kind = split_channel(channel)
-    code, _, region = symbol.rpartition("$")
     stream = _STREAM_OF_KIND.get(kind)
-    return (stream, code) if stream is not None and region == "US" else None
+    if stream is None:
+        return None
+    if symbol in symbol_map:
+        return stream, symbol_map[symbol]
+    code, _, region = symbol.rpartition("$")
+    return (stream, code) if region == "US" else None
 
 
 class AlpacaAdapter(ProviderConnection):
@@ -41,7 +45,7 @@ class AlpacaAdapter(ProviderConnection):
 
     def subscribe(self, channels: Iterable[str]) -> None:
         wanted = list(channels)
-        unserved = [c for c in wanted if _stream(c) is None]
+        unserved = [c for c in wanted if _stream(c, self.symbol_map) is None]
         if unserved:
             self._on_rejected(unserved, f"{self.name} serves US trades, quotes as depth, and kline@1 only")
         super().subscribe([c for c in wanted if c not in unserved])
@@ -67,7 +71,7 @@ class AlpacaAdapter(ProviderConnection):
     def _send_streams(self, action: str, channels: list[str]) -> None:
         streams: dict[str, list[str]] = {}
         for channel in channels:
-            found = _stream(channel)
+            found = _stream(channel, self.symbol_map)
             if found is not None:
                 streams.setdefault(found[0], []).append(found[1])
         if streams:

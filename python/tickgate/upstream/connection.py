@@ -78,6 +78,8 @@ class ProviderConnection:
     provider = ""
     #: The kinds it can stream (``tick``, ``quote``, ``depth``, ``kline``); None: all.
     served_kinds: frozenset[str] | None = None
+    #: Symbols it spells its own way: the gateway's symbol -> its spelling.
+    symbol_map: dict[str, str] = {}  # noqa: RUF012 (replaced per instance, never mutated)
 
     def __init__(
         self,
@@ -128,10 +130,18 @@ class ProviderConnection:
         """Where its updates, refusals and feed state go (a failover routes them)."""
         self._on_updates, self._on_rejected, self._on_feed = on_updates, on_rejected, on_feed
 
+    def map_symbols(self, ours_to_theirs: dict[str, str]) -> None:
+        """Symbols this provider spells its own way, both ways: what is subscribed and what
+        its frames are numbered as. Raises ``DecodeError`` for a symbol either side cannot read."""
+        self.symbol_map = dict(ours_to_theirs)
+        self._processor.set_symbol_map(self.provider, {t: o for o, t in ours_to_theirs.items()})
+
     def use_processor(self, processor: FeedProcessor) -> None:
         """Decodes into ``processor`` from now on (a failover's standby decodes into its own,
         so nothing it sends is numbered)."""
         self._processor = processor
+        if self.symbol_map:
+            processor.set_symbol_map(self.provider, {t: o for o, t in self.symbol_map.items()})
 
     async def start(self) -> None:
         if self._task is None:

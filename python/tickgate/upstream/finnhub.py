@@ -42,10 +42,14 @@ class FinnhubAdapter(ProviderConnection):
             self._on_rejected(unserved, f"{self.name} streams trades only (tick channels)")
         super().subscribe([c for c in wanted if c not in unserved])
 
+    def _spelling(self, channel: str) -> str:
+        symbol = split_channel(channel)[0]
+        return self.symbol_map.get(symbol) or finnhub_symbol(symbol)
+
     def _send_subscribe(self, channels: list[str]) -> None:
         for channel in channels:
-            self._send({"type": "subscribe", "symbol": finnhub_symbol(split_channel(channel)[0])})
+            self._send({"type": "subscribe", "symbol": self._spelling(channel)})
 
     def _send_unsubscribe(self, channels: list[str]) -> None:
         for channel in channels:
-            self._send({"type": "unsubscribe", "symbol": finnhub_symbol(split_channel(channel)[0])})
+            self._send({"type": "unsubscribe", "symbol": self._spelling(channel)})
