@@ -146,6 +146,12 @@ ERRORS: list[tuple[bytes | dict[str, Any], str, Any]] = [
     (b"[1,2]", "invalid_message", msgspec.UNSET),
     (b'"subscribe"', "invalid_message", msgspec.UNSET),
     (b"42", "invalid_message", msgspec.UNSET),
+    # Nested past the decoder's depth: the client's mistake, never "internal".
+    (
+        b'{"action":"subscribe","symbols":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        "invalid_message",
+        msgspec.UNSET,
+    ),
     ({"symbols": ["AAPL$US"], "id": 1}, "invalid_message", 1),
     ({"action": 5, "id": 2}, "invalid_message", 2),
     ({"action": "teleport", "id": 3}, "unknown_action", 3),

@@ -323,3 +323,27 @@ async def test_symbol_state_is_released_after_the_last_holder_and_numbering_neve
     finally:
         await gw.stop()
         await sim.stop()
+
+
+def test_credentials_never_leave_in_status_or_logs() -> None:
+    from tickgate.logs import redact_url
+
+    assert redact_url("wss://api.example/stock?token=s3cret&x=1") == "wss://api.example/stock?token=***&x=1"
+    assert redact_url("wss://user:pw@host/ws?apikey=k") == "wss://***@host/ws?apikey=***"
+    assert redact_url(None) == ""
+
+
+async def test_a_token_in_the_upstream_url_is_not_shown_in_healthz() -> None:
+    sim = await start_simulator()
+    gw = await start_gateway(
+        None, upstream_url=sim.url + "?token=" + TOKEN, upstream_auth="query", upstream_token=TOKEN
+    )
+    try:
+        await wait_until(
+            lambda: gw.upstream is not None and gw.upstream.state is UpstreamState.READY, what="ready"
+        )
+        health = json.dumps(gw.health())
+        assert TOKEN not in health and "token=***" in health
+    finally:
+        await gw.stop()
+        await sim.stop()

@@ -26,6 +26,7 @@ from typing import Any
 from tickgate.bus.inprocess import InProcessBus
 from tickgate.config import GatewayConfig
 from tickgate.edge.metrics import make_renderer
+from tickgate.logs import redact_url
 from tickgate.node.edge import Edge
 from tickgate.node.ingest import Ingest
 from tickgate.node.view import health_of
@@ -70,7 +71,7 @@ class Gateway:
             # Whatever did start (simulator, upstream task) must not outlive a failed start.
             await self.stop()
             raise
-        log.info("tickgate listening on %s (upstream %s)", self.url, self.ingest.upstream_url)
+        log.info("tickgate listening on %s (upstream %s)", self.url, redact_url(self.ingest.upstream_url))
 
     async def stop(self) -> None:
         if self._stopped.is_set():

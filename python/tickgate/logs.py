@@ -8,6 +8,7 @@ disk and cost more CPU than the event itself.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 __all__ = ["LOG_INTERVAL_S", "LogThrottle"]
@@ -42,3 +43,16 @@ class LogThrottle:
             self._suppressed = 0
         self._log.log(level, msg, *args)
         return True
+
+
+#: Query parameters that carry credentials (providers take tokens in the URL).
+_SECRET_PARAMS = re.compile(r"([?&](?:token|apikey|api_key|key|secret|password)=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with credentials blanked (query tokens, ``user:password@``), for logs and any
+    response: a secret never leaves in either."""
+    if not url:
+        return ""
+    url = _SECRET_PARAMS.sub(r"\1***", url)
+    return re.sub(r"//[^/@]*@", "//***@", url)

@@ -114,6 +114,8 @@ def parse_json(payload: bytes) -> Command:
         fields = _decode_json(payload)
     except msgspec.DecodeError:
         raise ProtocolError(ErrorCode.INVALID_JSON, INVALID_JSON_MSG) from None
+    except RecursionError:  # the client's bytes, not a gateway fault (and no traceback per message)
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request nested too deeply") from None
     if not isinstance(fields, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a request must be a JSON object")
     return _command(fields)

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tickgate.config import GatewayConfig
+from tickgate.logs import redact_url
 from tickgate.node.loop import run
 
 log = logging.getLogger("tickgate.node")
@@ -75,7 +76,7 @@ async def _ingest(config: GatewayConfig, bus_path: str, ready: Connection, stop:
     )
     await server.start()
     await ingest.start(server.publish, server.feed)
-    log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, ingest.upstream_url)
+    log.info("ingest up (epoch %s, upstream %s)", ingest.epoch, redact_url(ingest.upstream_url))
     ready.send("ready")
     await stop.wait()
     await server.stop(edges_grace_s=EDGES_GRACE_S)

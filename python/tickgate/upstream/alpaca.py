@@ -38,7 +38,7 @@ class AlpacaAdapter(ProviderConnection):
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
         key, _, secret = self.settings.token.partition(":")
-        return self.url, {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret}
+        return self.settings.url, {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret}
 
     def _greet(self) -> None:
         pass  # the headers authenticate: ready at the server's "authenticated"

@@ -23,6 +23,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 from tickgate._core import ControlEvent, DecodeError, FeedProcessor
 from tickgate.framing import MessageAssembler, MessageTooLarge
+from tickgate.logs import redact_url
 from tickgate.status import StaleReason
 from tickgate.upstream.backoff import Backoff
 from tickgate.upstream.base import FeedSink, RejectSink, UpdateSink, UpstreamState
@@ -90,7 +91,8 @@ class ProviderConnection:
         on_feed: FeedSink | None = None,
     ) -> None:
         self.settings = settings
-        self.url = settings.url
+        #: Where it connects, credentials blanked (for logs and status).
+        self.url = redact_url(settings.url)
         self._processor = processor
         self._on_updates = on_updates
         self._on_rejected = on_rejected
@@ -381,7 +383,7 @@ class ProviderConnection:
     # -- the protocol's part -----------------------------------------------------------------
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
-        return self.url, {}
+        return self.settings.url, {}
 
     def _greet(self) -> None:
         """The WebSocket is open: authenticate (``_ready`` once done)."""

@@ -32,8 +32,9 @@ class FinnhubAdapter(ProviderConnection):
     served_kinds = frozenset({SERVED_KIND})
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
-        sep = "&" if "?" in self.url else "?"
-        return f"{self.url}{sep}token={quote(self.settings.token, safe='')}", {}
+        url = self.settings.url
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}token={quote(self.settings.token, safe='')}", {}
 
     def subscribe(self, channels: Iterable[str]) -> None:
         wanted = list(channels)

@@ -36,7 +36,7 @@ class ItickAdapter(ProviderConnection):
         self._pending: deque[list[str]] = deque()
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
-        url, headers = self.url, {}
+        url, headers = self.settings.url, {}
         if self.settings.auth == "header":
             headers["token"] = self.settings.token
         elif self.settings.auth == "query":
