@@ -31,6 +31,8 @@ pub enum ErrorCode {
     /// A subscribe that needs new upstream symbols past the provider's limit or the client's
     /// fair share of it.
     Capacity,
+    /// A client sending commands faster than its rate limit allows.
+    RateLimited,
     /// A client that did not read fast enough; it is closed with 1013.
     SlowConsumer,
     /// A gateway fault; the request was not applied.
@@ -39,7 +41,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in catalogue order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidFrame,
         ErrorCode::InvalidMessage,
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::SubscriptionLimit,
         ErrorCode::UpstreamRejected,
         ErrorCode::Capacity,
+        ErrorCode::RateLimited,
         ErrorCode::SlowConsumer,
         ErrorCode::Internal,
     ];
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionLimit => "subscription_limit",
             ErrorCode::UpstreamRejected => "upstream_rejected",
             ErrorCode::Capacity => "capacity",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::Internal => "internal",
         }
@@ -94,6 +98,7 @@ impl ErrorCode {
             ErrorCode::Capacity => {
                 "A subscribe needing new upstream symbols past the provider's limit or the client's share."
             }
+            ErrorCode::RateLimited => "A command over the connection's rate limit; it is not applied.",
             ErrorCode::SlowConsumer => "The client did not read fast enough; it is closed with 1013.",
             ErrorCode::Internal => "A gateway fault; the request was not applied.",
         }

@@ -93,6 +93,11 @@ class GatewayConfig:
     slow_consumer_soft_cap_bytes: int = 256 * 1024
     #: A client kept over the soft cap this long is closed (1013).
     slow_consumer_lag_timeout: float = 10.0
+    # Commands per second one connection may send (a token bucket), bursts up to the burst;
+    # past it `rate_limited`, and after client_abuse_limit refusals in a row, closed (1008).
+    client_command_rate: float = 20.0
+    client_command_burst: int = 50
+    client_abuse_limit: int = 100
     client_ping_interval: float = 30.0
     client_pong_timeout: float = 15.0
     # Batch mode (per connection: ?mode=batch&interval_ms=N or the set_mode command)
@@ -209,6 +214,9 @@ _POSITIVE = (
     "max_channels_per_connection",
     "max_send_buffer_bytes",
     "client_ping_interval",
+    "client_command_rate",
+    "client_command_burst",
+    "client_abuse_limit",
     "client_pong_timeout",
     "slow_consumer_soft_cap_bytes",
     "slow_consumer_lag_timeout",

@@ -54,10 +54,13 @@ def _release_handshake(transport: WSTransport) -> None:
 
 class ClientConnection(WSListener):
     __slots__ = (
+        "_allowance",
         "_assembler",
         "_delivery",
         "_held",
         "_raw",
+        "_refill_at",
+        "_refused_in_a_row",
         "closed",
         "format",
         "hub",
@@ -97,6 +100,10 @@ class ClientConnection(WSListener):
         # order (None: nothing pending), so replies keep request order and a subscribe
         # answered later is never overtaken by the unsubscribe sent after it.
         self._held: list[tuple[bytes, bool]] | None = None
+        # The command token bucket: a full burst to start (one shared number for all).
+        self._allowance: float = hub.command_burst
+        self._refill_at = 0.0
+        self._refused_in_a_row = 0
         #: A session this connection took over with ``resume`` (None: its own, derived from id).
         self.session: str | None = None
         #: When its session's client first connected (Unix ms; a resume carries it over).
@@ -182,7 +189,35 @@ class ClientConnection(WSListener):
         if self._raw.get_write_buffer_size() > hub.config.max_send_buffer_bytes:
             hub.close_slow(self, "send buffer over max_send_buffer_bytes")
 
+    def _within_rate(self) -> bool:
+        """Takes a token from the connection's bucket; False (and a ``rate_limited`` reply, or
+        a 1008 close for a client that keeps at it) when it is empty."""
+        hub = self.hub
+        now = time.monotonic()
+        allowance = min(hub.command_burst, self._allowance + (now - self._refill_at) * hub.command_rate)
+        self._refill_at = now
+        if allowance >= 1.0:
+            self._allowance = allowance - 1.0
+            self._refused_in_a_row = 0
+            return True
+        self._allowance = allowance
+        self._refused_in_a_row += 1
+        hub.counters.rate_limited += 1
+        if self._refused_in_a_row >= hub.config.client_abuse_limit:
+            log.warning("%r closed: %d commands over its rate limit in a row", self, self._refused_in_a_row)
+            self.close(WSCloseCode.POLICY_VIOLATION, f"{ErrorCode.RATE_LIMITED}: too many commands")
+        else:
+            self.send(
+                error_reply(
+                    ErrorCode.RATE_LIMITED,
+                    f"over {hub.command_rate:g} commands/s (burst {hub.command_burst:g}); not applied",
+                )
+            )
+        return False
+
     def _request(self, message: bytes, binary: bool) -> None:
+        if not self._within_rate():
+            return
         held = self._held
         if held is not None:
             if len(held) >= MAX_HELD_REQUESTS:

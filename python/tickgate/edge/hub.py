@@ -55,6 +55,8 @@ class EdgeCounters:
     updates_in: int = 0
     resumes_recovered: int = 0
     resumes_failed: int = 0
+    #: Commands refused for being over a connection's rate limit.
+    rate_limited: int = 0
 
 
 class _NoInterest:
@@ -107,6 +109,9 @@ class EdgeHub:
         #: Set when the gateway stops: new connections are turned away.
         self.closing = False
         self.liveness = Liveness(self.connections, config.client_ping_interval, config.client_pong_timeout)
+        #: The command token bucket's refill rate and size (floats, shared by every connection).
+        self.command_rate = float(config.client_command_rate)
+        self.command_burst = float(config.client_command_burst)
         #: Admission limit (see ``tickgate.edge.admission``); the gateway derives it at start.
         self.max_connections = config.max_connections or None
         self._refusal_log = LogThrottle(log)
@@ -439,6 +444,7 @@ class EdgeHub:
             unresponsive_closed=self.liveness.dropped,
             resumes_recovered=c.resumes_recovered,
             resumes_failed=c.resumes_failed,
+            rate_limited=c.rate_limited,
             redis_writes=0,
             updates_in=c.updates_in,
             degradation_level=self.status.level,

@@ -94,6 +94,7 @@ class GatewayCollector(Collector):
                 s["resumes_recovered"],
             ),
             (counter, "resumes_failed", "Resumes answered recovered:false.", s["resumes_failed"]),
+            (counter, "rate_limited", "Commands refused over a connection's rate limit.", s["rate_limited"]),
             (gauge, "sessions_detached", "Sessions kept for clients that went away.", s["sessions_detached"]),
             (gauge, "redis_up", "1 when Redis answers, 0 when not, -1 without Redis.", s["redis_up"]),
             (counter, "redis_writes", "Session writes to Redis.", s["redis_writes"]),

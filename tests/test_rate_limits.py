@@ -1,0 +1,40 @@
+"""A client flooding commands is held to its token bucket (``rate_limited``, nothing applied)
+and closed (1008) if it keeps at it, while another client's data is untouched."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from gatewaykit import Client, start_gateway, start_simulator
+
+
+async def test_commands_over_the_rate_are_refused_then_the_abuser_is_closed() -> None:
+    sim = await start_simulator(rate=20.0)
+    gw = await start_gateway(sim, client_command_rate=5.0, client_command_burst=10, client_abuse_limit=30)
+    try:
+        bystander = await Client.connect(gw)
+        await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
+        flood = await Client.connect(gw)
+        for i in range(15):
+            await flood.send({"action": "ping", "id": i})
+        replies = [await flood.reply() for _ in range(15)]
+        assert [r["type"] for r in replies[:10]] == ["pong"] * 10  # the burst
+        assert all(r["type"] == "error" and r["code"] == "rate_limited" for r in replies[10:]), replies[10:]
+        await asyncio.sleep(0.5)  # the bucket refills at 5/s
+        assert (await flood.request({"action": "ping"}))["type"] == "pong"
+        assert gw.stats()["rate_limited"] == 5
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(200):
+                await flood.send({"action": "ping"})
+            while True:
+                await flood.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        # The other client never noticed.
+        await bystander.push()
+        await bystander.close()
+    finally:
+        await gw.stop()
+        await sim.stop()
