@@ -38,3 +38,42 @@ async def test_commands_over_the_rate_are_refused_then_the_abuser_is_closed() ->
     finally:
         await gw.stop()
         await sim.stop()
+
+
+async def test_origins_outside_the_allow_list_and_ops_pages_without_the_token_are_refused() -> None:
+    import urllib.error
+    import urllib.request
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    gw = await start_gateway(
+        None, simulator_rate=0.0, allowed_origins="https://app.example.com", ops_token="ops-secret"
+    )
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(gw.url, origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(gw.url, origin="https://app.example.com") as ws:  # type: ignore[arg-type]
+            assert "welcome" in await ws.recv()
+        async with connect(gw.url) as ws:  # no Origin: not a browser
+            assert "welcome" in await ws.recv()
+        base = gw.url.replace("ws://", "http://")
+
+        def get(path: str, token: str | None) -> int:
+            request = urllib.request.Request(base + path)
+            if token:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert await asyncio.to_thread(get, "metrics", None) == 401
+        assert await asyncio.to_thread(get, "healthz", "wrong") == 401
+        assert await asyncio.to_thread(get, "metrics", "ops-secret") == 200
+        assert gw.stats()["origins_refused"] == 1
+    finally:
+        await gw.stop()

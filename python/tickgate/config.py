@@ -93,6 +93,11 @@ class GatewayConfig:
     slow_consumer_soft_cap_bytes: int = 256 * 1024
     #: A client kept over the soft cap this long is closed (1013).
     slow_consumer_lag_timeout: float = 10.0
+    # Browser origins allowed to open a WebSocket, comma-separated ("*": any). A request
+    # without an Origin header (not a browser) is not affected. None: any origin.
+    allowed_origins: str | None = None
+    # When set, /healthz and /metrics need "Authorization: Bearer <ops_token>".
+    ops_token: str | None = field(default=None, repr=False)
     # Commands per second one connection may send (a token bucket), bursts up to the burst;
     # past it `rate_limited`, and after client_abuse_limit refusals in a row, closed (1008).
     client_command_rate: float = 20.0

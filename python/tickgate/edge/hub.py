@@ -57,6 +57,8 @@ class EdgeCounters:
     resumes_failed: int = 0
     #: Commands refused for being over a connection's rate limit.
     rate_limited: int = 0
+    #: Browser connections refused for their Origin.
+    origins_refused: int = 0
 
 
 class _NoInterest:
@@ -445,6 +447,7 @@ class EdgeHub:
             resumes_recovered=c.resumes_recovered,
             resumes_failed=c.resumes_failed,
             rate_limited=c.rate_limited,
+            origins_refused=c.origins_refused,
             redis_writes=0,
             updates_in=c.updates_in,
             degradation_level=self.status.level,

@@ -8,6 +8,7 @@ At the handshake a client chooses its format by subprotocol (``tickgate.v1.proto
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,14 @@ def _choose_format(request: WSUpgradeRequest) -> tuple[str, str | None]:
     return "json", None
 
 
+def _allowed_origins(text: str | None) -> frozenset[str] | None:
+    """The configured origins (None: any)."""
+    if text is None:
+        return None
+    origins = frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    return None if "*" in origins else origins
+
+
 def make_router(
     hub: EdgeHub,
     health: Callable[[], dict[str, Any]],
@@ -87,6 +96,14 @@ def make_router(
 
     # Equal (mode, interval) tuples shared by the connections that asked for them.
     deliveries: dict[tuple[str, int], tuple[str, int]] = {}
+    origins = _allowed_origins(hub.config.allowed_origins)
+    ops_token = hub.config.ops_token
+
+    def ops_allowed(request: WSUpgradeRequest) -> bool:
+        if not ops_token:
+            return True
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {ops_token}".encode())
 
     def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
@@ -98,6 +115,10 @@ def make_router(
             tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
             if "upgrade" in tokens:
                 headers["Connection"] = "Upgrade"
+            origin = headers.get("Origin")
+            if origins is not None and origin is not None and origin not in origins:
+                hub.counters.origins_refused += 1
+                return _http(403, b"origin not allowed\n", "text/plain; charset=utf-8")
             if not hub.admits():
                 return _http(503, b"server full: try again later\n", "text/plain; charset=utf-8", RETRY_AFTER)
             delivery = _delivery(query, hub)
@@ -108,6 +129,13 @@ def make_router(
                 delivery = deliveries.setdefault(delivery, delivery)
             conn = ClientConnection(hub, fmt, delivery)
             return WSUpgradeResponseWithListener(switching[subprotocol], conn)
+        if path in ("/healthz", "/metrics") and not ops_allowed(request):
+            return _http(
+                401,
+                b"a bearer token is needed\n",
+                "text/plain; charset=utf-8",
+                {"WWW-Authenticate": "Bearer"},
+            )
         if path == "/healthz":
             status = health()
             code = 200 if status["status"] == "ok" else 503

@@ -95,6 +95,12 @@ class GatewayCollector(Collector):
             ),
             (counter, "resumes_failed", "Resumes answered recovered:false.", s["resumes_failed"]),
             (counter, "rate_limited", "Commands refused over a connection's rate limit.", s["rate_limited"]),
+            (
+                counter,
+                "origins_refused",
+                "Browser connections refused for their Origin.",
+                s["origins_refused"],
+            ),
             (gauge, "sessions_detached", "Sessions kept for clients that went away.", s["sessions_detached"]),
             (gauge, "redis_up", "1 when Redis answers, 0 when not, -1 without Redis.", s["redis_up"]),
             (counter, "redis_writes", "Session writes to Redis.", s["redis_writes"]),
