@@ -14,6 +14,11 @@ class MessageTooLarge(Exception):
     """The message being reassembled passed the size limit; its parts were discarded."""
 
 
+class FramingError(Exception):
+    """A fragmentation order RFC 6455 forbids: a new data frame inside an unfinished message,
+    or a continuation with no message to continue."""
+
+
 class MessageAssembler:
     __slots__ = ("_limit", "_parts", "_size", "last_binary")
 
@@ -26,16 +31,20 @@ class MessageAssembler:
 
     def add(self, frame: WSFrame) -> bytes | None:
         """Takes a TEXT, BINARY or CONTINUATION frame; returns the whole message once its last
-        frame arrived, else None. Raises ``MessageTooLarge`` past the limit."""
+        frame arrived, else None. Raises ``MessageTooLarge`` past the limit and
+        ``FramingError`` for frames out of order."""
         payload = frame.get_payload_as_bytes()
         if frame.msg_type is not WSMsgType.CONTINUATION:
+            if self._parts is not None:
+                self._parts = None
+                raise FramingError("a new data frame inside an unfinished fragmented message")
             self.last_binary = frame.msg_type is WSMsgType.BINARY
             if frame.fin:
                 return payload
             self._parts, self._size = [payload], len(payload)
             return None
         if self._parts is None:
-            return None  # a continuation with no start: nothing to add it to
+            raise FramingError("a continuation frame with no message to continue")
         self._parts.append(payload)
         self._size += len(payload)
         if self._size > self._limit:

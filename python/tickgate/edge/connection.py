@@ -24,7 +24,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from tickgate.edge import commands
 from tickgate.edge.replies import Message, Reply, encode_reply, error_reply
 from tickgate.errors import ErrorCode
-from tickgate.framing import MessageAssembler, MessageTooLarge
+from tickgate.framing import FramingError, MessageAssembler, MessageTooLarge
 
 if TYPE_CHECKING:
     from tickgate.edge.hub import EdgeHub
@@ -139,6 +139,9 @@ class ClientConnection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_seen = time.monotonic()
         kind = frame.msg_type
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension was negotiated (RFC 6455 5.2)
+            self._protocol_error("reserved bits set")
+            return
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY or kind is WSMsgType.CONTINUATION:
             assembler = self._assembler
             if assembler is None and frame.fin and kind is not WSMsgType.CONTINUATION:
@@ -154,6 +157,10 @@ class ClientConnection(WSListener):
                     self.send(error_reply(ErrorCode.FRAME_TOO_LARGE, "message exceeds max_message_bytes"))
                     self.close(CLOSE_TOO_BIG, "message too big")
                     return
+                except FramingError as e:
+                    self._assembler = None
+                    self._protocol_error(str(e))
+                    return
                 if message is None:
                     return
                 binary, self._assembler = assembler.last_binary, None
@@ -163,6 +170,11 @@ class ClientConnection(WSListener):
             code = frame.get_close_code()
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
             self.close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code, "")
+
+    def _protocol_error(self, why: str) -> None:
+        """A framing violation: the connection cannot be trusted to stay in step; 1002."""
+        self.hub.counters.client_errors += 1
+        self.close(WSCloseCode.PROTOCOL_ERROR, why)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True

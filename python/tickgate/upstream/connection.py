@@ -22,7 +22,7 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tickgate._core import ControlEvent, DecodeError, FeedProcessor
-from tickgate.framing import MessageAssembler, MessageTooLarge
+from tickgate.framing import FramingError, MessageAssembler, MessageTooLarge
 from tickgate.logs import redact_url
 from tickgate.status import StaleReason
 from tickgate.upstream.backoff import Backoff
@@ -57,6 +57,12 @@ class _Listener(WSListener):
                 message = self._assembler.add(frame)
             except MessageTooLarge:
                 self._adapter._refuse_oversize()
+                return
+            except FramingError as e:  # the provider's stream is out of step: reconnect
+                self._adapter.decode_errors += 1
+                log.warning("provider broke WebSocket framing (%s); reconnecting", e)
+                self._assembler = MessageAssembler(self._adapter.settings.max_message_bytes)
+                transport.disconnect(graceful=False)
                 return
             if message is not None:
                 self._adapter._on_frame(message)
