@@ -502,3 +502,20 @@ def test_resume_parses_from_json_and_protobuf() -> None:
     assert commands.parse_json(text.encode()) == want
     with pytest.raises(commands.ProtocolError):
         commands.parse_json(b'{"action":"resume","session":"s","last_seq":{"A$US:quote":"x"}}')
+
+
+async def test_a_fault_costs_only_its_request_and_its_log_lines_are_throttled(
+    aenv: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tickgate.edge import commands
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(commands, "apply", broken)
+    monkeypatch.setattr(commands, "_internal_errors", commands.LogThrottle(commands.log))
+    conn = aenv.connect()
+    with caplog.at_level("ERROR", logger="tickgate.edge.commands"):
+        replies = [aenv.handle(conn, {"action": "ping", "id": i}) for i in range(100)]
+    assert all(r.code == "internal" for r in replies) and [r.id for r in replies] == list(range(100))
+    assert len([r for r in caplog.records if "request from" in r.getMessage()]) == 1

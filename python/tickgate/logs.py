@@ -29,9 +29,9 @@ class LogThrottle:
         self._last: float | None = None
         self._suppressed = 0
 
-    def log(self, level: int, msg: str, *args: object) -> bool:
-        """Logs ``msg % args`` unless a line went out less than ``interval_s`` ago; returns
-        whether it was logged."""
+    def log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> bool:
+        """Logs ``msg % args`` (with the traceback if ``exc_info``) unless a line went out less
+        than ``interval_s`` ago; returns whether it was logged."""
         now = time.monotonic()
         if self._last is not None and now - self._last < self._interval_s:
             self._suppressed += 1
@@ -41,7 +41,7 @@ class LogThrottle:
             msg += " (%d more since the last report)"
             args = (*args, self._suppressed)
             self._suppressed = 0
-        self._log.log(level, msg, *args)
+        self._log.log(level, msg, *args, exc_info=exc_info)
         return True
 
 

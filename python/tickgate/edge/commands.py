@@ -21,6 +21,7 @@ from tickgate._core import split_channel as _split_channel
 from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_reply
 from tickgate.edge.resume import resume, subscribe_with_snapshots
 from tickgate.errors import ErrorCode
+from tickgate.logs import LogThrottle
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
@@ -86,6 +87,7 @@ class ProtocolError(Exception):
 
 
 _decode_json = msgspec.json.Decoder().decode
+_internal_errors = LogThrottle(log)
 
 
 def _command(fields: dict[str, Any]) -> Command:
@@ -270,7 +272,8 @@ def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -
         return error_reply(e.code, e.msg, request_id), None
     except Exception:
         # A bug must cost this one request, not the connection or the gateway.
-        log.exception("request from %r failed", conn)
+        # Throttled: a client that finds a way to trigger it must not flood the log.
+        _internal_errors.log(logging.ERROR, "request from %r failed", conn, exc_info=True)
         hub.counters.client_errors += 1
         return error_reply(ErrorCode.INTERNAL, "internal error; request not applied", request_id), None
     if isinstance(reply, Reply):  # None: it is sent later (an answer over the bus, Redis)
