@@ -19,9 +19,7 @@ of the core's decoder. Faults for failure tests: ``freeze()`` / ``thaw()``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,14 +32,11 @@ from picows import (
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
-    ws_create_server,
 )
 
-from .market import MarketModel, Symbol, parse_symbol
+from .backup_server import BackupSimulator
+from .market import Symbol, parse_symbol
 
-log = logging.getLogger("tickgate.simulate")
-
-_MAX_MESSAGE_BYTES = 64 * 1024
 _STREAMS = ("trades", "quotes", "bars")
 
 
@@ -165,48 +160,17 @@ class _Session(WSListener):
         transport.send(WSMsgType.TEXT, json.dumps(messages, separators=(",", ":")).encode())
 
 
-class AlpacaSimulator:
+class AlpacaSimulator(BackupSimulator):
+    protocol = "Alpaca"
+
     def __init__(self, config: AlpacaConfig = AlpacaConfig()) -> None:
+        super().__init__(config.host, config.port, config.seed)
         self.config = config
-        self.sessions: set[_Session] = set()
-        self.frozen = False
-        self._model = MarketModel(config.seed)
-        self._server: asyncio.AbstractServer | None = None
-        self._emitter: asyncio.Task[None] | None = None
         self._next_bar = 0.0
 
     async def start(self) -> None:
-        self._server = await ws_create_server(
-            self._accept,
-            self.config.host,
-            self.config.port,
-            max_frame_size=_MAX_MESSAGE_BYTES,
-            enable_auto_pong=True,
-            logger_name="tickgate.simulate",
-        )
         self._next_bar = time.monotonic() + self.config.bar_interval
-        self._emitter = asyncio.get_running_loop().create_task(self._run(), name="alpaca-simulator")
-        log.info("Alpaca-style simulator listening on %s", self.url)
-
-    async def stop(self) -> None:
-        if self._emitter is not None:
-            self._emitter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._emitter
-            self._emitter = None
-        for session in list(self.sessions):
-            if session.transport is not None:
-                session.transport.disconnect(graceful=False)
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "not started"
-        return int(self._server.sockets[0].getsockname()[1])
+        await super().start()
 
     @property
     def url(self) -> str:
@@ -215,18 +179,6 @@ class AlpacaSimulator:
     def subscriptions(self) -> dict[str, set[str]]:
         """Every subscribed symbol per stream, over all connections."""
         return {s: {name for session in self.sessions for name in session.streams[s]} for s in _STREAMS}
-
-    def freeze(self) -> None:
-        self.frozen = True
-        for session in self.sessions:
-            if session.transport is not None:
-                session.transport.underlying_transport.pause_reading()
-
-    def thaw(self) -> None:
-        self.frozen = False
-        for session in self.sessions:
-            if session.transport is not None:
-                session.transport.underlying_transport.resume_reading()
 
     def _accept(self, request: WSUpgradeRequest) -> WSListener:
         headers = request.headers

@@ -15,9 +15,7 @@ the core's decoder. Faults for failure tests: ``freeze()`` / ``thaw()``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,14 +30,10 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
 
-from .market import MarketModel, Symbol, parse_symbol
-
-log = logging.getLogger("tickgate.simulate")
-
-_MAX_MESSAGE_BYTES = 64 * 1024
+from .backup_server import BackupSimulator
+from .market import Symbol, parse_symbol
 
 
 @dataclass(frozen=True)
@@ -113,46 +107,12 @@ class _Session(WSListener):
         self.last_sent = time.monotonic()
 
 
-class FinnhubSimulator:
+class FinnhubSimulator(BackupSimulator):
+    protocol = "Finnhub"
+
     def __init__(self, config: FinnhubConfig = FinnhubConfig()) -> None:
+        super().__init__(config.host, config.port, config.seed)
         self.config = config
-        self.sessions: set[_Session] = set()
-        self.frozen = False
-        self._model = MarketModel(config.seed)
-        self._server: asyncio.AbstractServer | None = None
-        self._emitter: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._server = await ws_create_server(
-            self._accept,
-            self.config.host,
-            self.config.port,
-            max_frame_size=_MAX_MESSAGE_BYTES,
-            enable_auto_pong=True,
-            logger_name="tickgate.simulate",
-        )
-        self._emitter = asyncio.get_running_loop().create_task(self._run(), name="finnhub-simulator")
-        log.info("Finnhub simulator listening on %s", self.url)
-
-    async def stop(self) -> None:
-        if self._emitter is not None:
-            self._emitter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._emitter
-            self._emitter = None
-        for session in list(self.sessions):
-            if session.transport is not None:
-                session.transport.disconnect(graceful=False)
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "not started"
-        return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
@@ -161,19 +121,6 @@ class FinnhubSimulator:
     def subscriptions(self) -> set[str]:
         """Every symbol some connection is subscribed to (Finnhub spelling)."""
         return {s for session in self.sessions for s in session.symbols}
-
-    def freeze(self) -> None:
-        """Like a stopped process: connections stay open, nothing is read or sent."""
-        self.frozen = True
-        for session in self.sessions:
-            if session.transport is not None:
-                session.transport.underlying_transport.pause_reading()
-
-    def thaw(self) -> None:
-        self.frozen = False
-        for session in self.sessions:
-            if session.transport is not None:
-                session.transport.underlying_transport.resume_reading()
 
     def _accept(self, request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
         tokens = parse_qs(urlsplit(request.path.decode("latin-1")).query).get("token", [""])

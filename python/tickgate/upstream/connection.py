@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,7 +80,7 @@ class _Listener(WSListener):
         pass
 
 
-class ProviderConnection:
+class ProviderConnection(ABC):
     #: Names the provider in status and logs, and the core's decoder for its protocol.
     name = ""
     provider = ""
@@ -400,14 +401,16 @@ class ProviderConnection:
         silence rules find a dead connection)."""
         return None
 
-    def _connection_lost(self) -> None:
+    def _connection_lost(self) -> None:  # noqa: B027 (an optional hook: most protocols keep none)
         """Forget per-connection protocol state."""
 
+    @abstractmethod
     def _send_subscribe(self, channels: list[str]) -> None:
-        raise NotImplementedError
+        """Asks the provider for ``channels`` in its protocol."""
 
+    @abstractmethod
     def _send_unsubscribe(self, channels: list[str]) -> None:
-        raise NotImplementedError
+        """Tells the provider ``channels`` are no longer wanted."""
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._transport is not None:
