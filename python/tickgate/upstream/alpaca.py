@@ -10,8 +10,6 @@ is refused at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from tickgate._core import ControlEvent, split_channel
 from tickgate.upstream.connection import ProviderConnection, log
 
@@ -43,12 +41,10 @@ class AlpacaAdapter(ProviderConnection):
     def _greet(self) -> None:
         pass  # the headers authenticate: ready at the server's "authenticated"
 
-    def subscribe(self, channels: Iterable[str]) -> None:
-        wanted = list(channels)
-        unserved = [c for c in wanted if _stream(c, self.symbol_map) is None]
-        if unserved:
-            self._on_rejected(unserved, f"{self.name} serves US trades, quotes as depth, and kline@1 only")
-        super().subscribe([c for c in wanted if c not in unserved])
+    unserved_reason = "alpaca serves US trades, quotes as depth, and kline@1 only"
+
+    def serves(self, channel: str) -> bool:
+        return _stream(channel, self.symbol_map) is not None
 
     def _on_control(self, event: ControlEvent) -> None:
         if event.kind == "auth":

@@ -171,7 +171,12 @@ class ProviderConnection(ABC):
             self._task = None
 
     def subscribe(self, channels: Iterable[str]) -> None:
-        new = [c for c in channels if c not in self._wanted]
+        wanted = list(channels)
+        unserved = [c for c in wanted if not self.serves(c)]
+        if unserved:  # refused at once: the edges tell the clients who asked
+            self._on_rejected(unserved, self.unserved_reason)
+            wanted = [c for c in wanted if self.serves(c)]
+        new = [c for c in wanted if c not in self._wanted]
         self._wanted.update(new)
         if new and self._state is UpstreamState.READY:
             self._send_subscribe(new)
@@ -388,6 +393,13 @@ class ProviderConnection(ABC):
                 log.exception("telling the feed state failed")
 
     # -- the protocol's part -----------------------------------------------------------------
+
+    #: Why ``subscribe`` refuses channels ``serves`` says no to.
+    unserved_reason = ""
+
+    def serves(self, channel: str) -> bool:
+        """Whether this protocol can stream ``channel`` (else it is refused at once)."""
+        return True
 
     def _url_and_headers(self) -> tuple[str, dict[str, str]]:
         return self.settings.url, {}

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tickgate._core import FeedProcessor, Update, split_channel
+from tickgate._core import FeedProcessor, Update
 from tickgate.status import StaleReason
 from tickgate.upstream.base import RejectSink, UpstreamState
 from tickgate.upstream.connection import ProviderConnection
@@ -113,8 +113,7 @@ class Failover:
     # -- what each provider reports -----------------------------------------------------------
 
     def _served(self, channels: Iterable[str]) -> list[str]:
-        kinds = self.backup.served_kinds
-        return [c for c in channels if kinds is None or split_channel(c)[1].split("@")[0] in kinds]
+        return [c for c in channels if self.backup.serves(c)]
 
     def _unserved_kinds(self) -> tuple[str, ...]:
         kinds = self.backup.served_kinds

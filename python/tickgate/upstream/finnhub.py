@@ -10,7 +10,6 @@ there are no application pings, so a dead line is found by protocol pings and th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from urllib.parse import quote
 
 from tickgate._core import split_channel
@@ -36,12 +35,10 @@ class FinnhubAdapter(ProviderConnection):
         sep = "&" if "?" in url else "?"
         return f"{url}{sep}token={quote(self.settings.token, safe='')}", {}
 
-    def subscribe(self, channels: Iterable[str]) -> None:
-        wanted = list(channels)
-        unserved = [c for c in wanted if split_channel(c)[1] != SERVED_KIND]
-        if unserved:
-            self._on_rejected(unserved, f"{self.name} streams trades only (tick channels)")
-        super().subscribe([c for c in wanted if c not in unserved])
+    unserved_reason = "finnhub streams trades only (tick channels)"
+
+    def serves(self, channel: str) -> bool:
+        return split_channel(channel)[1] == SERVED_KIND
 
     def _spelling(self, channel: str) -> str:
         symbol = split_channel(channel)[0]
