@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import Any
 
 __all__ = ["LOG_INTERVAL_S", "LogThrottle"]
 
@@ -43,6 +44,27 @@ class LogThrottle:
             self._suppressed = 0
         self._log.log(level, msg, *args, exc_info=exc_info)
         return True
+
+
+class ThrottledAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for a library's lines about its connections (picows's "WS parser error" for
+    each client sending a bad frame): lines at WARNING and above go out throttled, one per
+    interval per level with a count, so clients that misbehave on purpose cannot flood the log."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._throttles: dict[int, LogThrottle] = {}
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        if level < logging.WARNING:
+            self.logger.log(level, msg, *args, **kwargs)
+            return
+        throttle = self._throttles.get(level)
+        if throttle is None:
+            throttle = self._throttles[level] = LogThrottle(self.logger)
+        throttle.log(level, str(msg), *args)
 
 
 #: Query parameters that carry credentials (providers take tokens in the URL).
