@@ -24,8 +24,8 @@ pub enum ErrorCode {
     InvalidMode,
     /// A frame larger than the configured maximum.
     FrameTooLarge,
-    /// A subscription over a configured or provider limit.
-    SubscriptionLimit,
+    /// A subscribe that would take the connection past its subscription cap.
+    TooManySubscriptions,
     /// The provider refused a subscription the client asked for.
     UpstreamRejected,
     /// A subscribe that needs new upstream symbols past the provider's limit or the client's
@@ -35,13 +35,19 @@ pub enum ErrorCode {
     RateLimited,
     /// A client that did not read fast enough; it is closed with 1013.
     SlowConsumer,
+    /// A connection without a valid token where one is required (closed with 4001).
+    Unauthenticated,
+    /// The connection's token expired; a fresh `auth` is needed within the grace period.
+    TokenExpired,
+    /// A subscription outside what the client's token entitles it to.
+    NotEntitled,
     /// A gateway fault; the request was not applied.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in catalogue order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidFrame,
         ErrorCode::InvalidMessage,
@@ -51,11 +57,14 @@ impl ErrorCode {
         ErrorCode::InvalidType,
         ErrorCode::InvalidMode,
         ErrorCode::FrameTooLarge,
-        ErrorCode::SubscriptionLimit,
+        ErrorCode::TooManySubscriptions,
         ErrorCode::UpstreamRejected,
         ErrorCode::Capacity,
         ErrorCode::RateLimited,
         ErrorCode::SlowConsumer,
+        ErrorCode::Unauthenticated,
+        ErrorCode::TokenExpired,
+        ErrorCode::NotEntitled,
         ErrorCode::Internal,
     ];
 
@@ -70,11 +79,14 @@ impl ErrorCode {
             ErrorCode::InvalidType => "invalid_type",
             ErrorCode::InvalidMode => "invalid_mode",
             ErrorCode::FrameTooLarge => "frame_too_large",
-            ErrorCode::SubscriptionLimit => "subscription_limit",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::UpstreamRejected => "upstream_rejected",
             ErrorCode::Capacity => "capacity",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::NotEntitled => "not_entitled",
             ErrorCode::Internal => "internal",
         }
     }
@@ -93,13 +105,24 @@ impl ErrorCode {
                 "A delivery mode other than immediate or batch, or a batch interval out of range."
             }
             ErrorCode::FrameTooLarge => "A frame larger than the configured maximum.",
-            ErrorCode::SubscriptionLimit => "A subscription over a configured or provider limit.",
+            ErrorCode::TooManySubscriptions => {
+                "A subscribe past the connection's subscription cap; nothing is applied."
+            }
             ErrorCode::UpstreamRejected => "The provider refused a subscription the client asked for.",
             ErrorCode::Capacity => {
                 "A subscribe needing new upstream symbols past the provider's limit or the client's share."
             }
             ErrorCode::RateLimited => "A command over the connection's rate limit; it is not applied.",
             ErrorCode::SlowConsumer => "The client did not read fast enough; it is closed with 1013.",
+            ErrorCode::Unauthenticated => {
+                "No valid token where one is required; the connection is closed with 4001."
+            }
+            ErrorCode::TokenExpired => {
+                "The connection's token expired: send a fresh auth within the grace period, or be closed."
+            }
+            ErrorCode::NotEntitled => {
+                "A subscription outside what the client's token allows; nothing is applied."
+            }
             ErrorCode::Internal => "A gateway fault; the request was not applied.",
         }
     }

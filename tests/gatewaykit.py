@@ -77,17 +77,31 @@ class Client:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, gw: Gateway, path: str = "/") -> Client:
+    async def connect(
+        cls,
+        gw: Gateway,
+        path: str = "/",
+        *,
+        token: str | None = None,
+        welcome: bool = True,
+        **options: Any,
+    ) -> Client:
+        """``token``: sent as ``Authorization: Bearer``; ``welcome``: wait for the welcome
+        (False: a connection that must authenticate first gets none until it has)."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         ws = await connect(
             gw.url.rstrip("/") + path,
             open_timeout=TIMEOUT,
             close_timeout=1,
             ping_interval=None,
             compression=None,
+            additional_headers=headers,
+            **options,
         )
         client = cls(ws)
-        client.welcome = await client.recv()
-        assert client.welcome["type"] == "welcome", client.welcome
+        if welcome:
+            client.welcome = await client.recv()
+            assert client.welcome["type"] == "welcome", client.welcome
         return client
 
     async def send(self, message: dict[str, Any] | str | bytes) -> None:

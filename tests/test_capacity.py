@@ -11,7 +11,7 @@ from gatewaykit import FAST_UPSTREAM, TOKEN, Client, start_gateway, start_simula
 from tickgate.config import GatewayConfig
 from tickgate.node.supervisor import Node
 
-LIMITS = dict(upstream_max_symbols=10, upstream_symbols_per_connection=5)
+LIMITS = dict(upstream_max_symbols=10, upstream_symbols_per_connection=5, max_channels_per_connection=2000)
 
 
 def junk(n: int, prefix: str = "J") -> list[str]:

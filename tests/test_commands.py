@@ -55,6 +55,10 @@ class FakeConn:
         self.closed = False
         self.session: str | None = None
         self.since = 0
+        self.identity: Any = None
+        self.subject: str | None = None
+        self.peer = "127.0.0.1:1"
+        self.ended: tuple[int, str] | None = None
         #: Called inside ``write``, as a transport calls ``pause_writing`` when a write crosses
         #: its high watermark.
         self.on_write: Any = None
@@ -175,7 +179,7 @@ ERRORS: list[tuple[bytes | dict[str, Any], str, Any]] = [
     ({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["kline@11"]}, "invalid_type", msgspec.UNSET),
     (
         {"action": "subscribe", "symbols": ["A$US", "B$US", "C$US", "D$US"], "types": ["quote", "tick"]},
-        "subscription_limit",
+        "too_many_subscriptions",
         msgspec.UNSET,
     ),
     ({"action": "unsubscribe", "symbols": ["nope"]}, "invalid_symbol", msgspec.UNSET),
@@ -359,7 +363,7 @@ def test_channel_limit_counts_only_new_channels(env: Setup) -> None:
         env.handle(conn, {"action": "subscribe", "symbols": symbols[:2], "types": ["tick"]}).type == "success"
     )
     err = env.handle(conn, {"action": "subscribe", "symbols": ["A$US", "D$US"], "types": ["quote"]})
-    assert err.code == "subscription_limit"
+    assert err.code == "too_many_subscriptions"
     assert len(env.dispatcher.channels_of(conn.id)) == LIMIT
 
 

@@ -138,7 +138,7 @@ async def test_channel_limit_per_connection() -> None:
         ok = await c.request({"action": "subscribe", "symbols": ["A$US", "B$US"], "types": ["quote"]})
         assert ok["type"] == "success"
         err = await c.request({"action": "subscribe", "symbols": ["C$US", "D$US"], "types": ["quote"]})
-        assert err["code"] == "subscription_limit"
+        assert err["code"] == "too_many_subscriptions"
         assert (await c.request({"action": "query_subscribe"}))["channels"] == ["A$US:quote", "B$US:quote"]
         await c.close()
     finally:

@@ -105,7 +105,10 @@ async def test_cli_serve_embedded_default_and_sigterm() -> None:
     proc = run_cli("serve", "--port", str(port), "--log-level", "warning")
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+        line = ""
+        while "serving on" not in line:  # after the warning that auth is off
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+            assert line, "the gateway exited"
         assert f"tickgate serving on ws://127.0.0.1:{port}/" in line
         async with connect(f"ws://127.0.0.1:{port}/", close_timeout=1, ping_interval=None) as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"

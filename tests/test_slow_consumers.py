@@ -229,6 +229,7 @@ async def test_client_flooding_requests_without_reading_is_dropped() -> None:
         max_send_buffer_bytes=256 * 1024,
         slow_consumer_soft_cap_bytes=64 * 1024,
         upstream_symbols_per_connection=500,  # big replies: 500 symbols, all this client's
+        max_channels_per_connection=1000,
         client_command_rate=1e6,  # this is about replies backing up, not the command rate limit
         client_command_burst=10_000,
     )

@@ -2,7 +2,10 @@
 
 tickgate serve [--config FILE] [--host H] [--port P] [--workers N|auto]
                [--upstream-url URL] [--upstream-token T]
+               [--auth none|jwt] [--jwt-keys FILE | --jwt-secret S] [--tls-cert PEM --tls-key PEM]
 tickgate simulate [--protocol itick|finnhub] [--host H] [--port P] [--rate R] [--seed S] [--token T ...]
+tickgate keys rotate --jwt-keys FILE [--alg ES256] [--grace 24h] [--public FILE]
+tickgate token --sub USER [--ttl 1h] [--symbols '*$US,700$HK'] (--jwt-keys FILE | --jwt-secret S)
 """
 
 from __future__ import annotations
@@ -51,6 +54,31 @@ def _parser() -> argparse.ArgumentParser:
         "--redis-url", help="Redis for sessions, e.g. redis://127.0.0.1:6379/0 (default: memory)"
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument("--auth", choices=["none", "jwt"], help="client authentication (default none)")
+    serve.add_argument("--jwt-keys", help="JWKS file of the keys client tokens are signed with")
+    serve.add_argument("--jwt-secret", help="one HS256 secret instead of --jwt-keys (quick tests)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument("--audit-dir", help="write the audit log (JSON lines, a file per day) here")
+
+    keys = sub.add_parser("keys", help="manage the keys client tokens are signed with")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser(
+        "rotate", help="add a new signing key; the previous ones retire after --grace"
+    )
+    rotate.add_argument("--jwt-keys", required=True, help="the JWKS file (made if missing; mode 0600)")
+    rotate.add_argument("--alg", choices=["ES256", "EdDSA", "RS256", "HS256"], default="ES256")
+    rotate.add_argument("--grace", default="24h", help="how long the previous keys stay valid (default 24h)")
+    rotate.add_argument("--public", help="also write the public keys here (for gateways that only verify)")
+
+    token = sub.add_parser("token", help="issue a client token")
+    token.add_argument("--sub", required=True, help="the subject (user id) the token names")
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 30m, 1h, 7d (default 1h)")
+    token.add_argument("--symbols", help="entitlements, comma-separated: '*$US,700$HK' (default: all)")
+    token.add_argument("--jwt-keys", help="sign with this JWKS file's newest key")
+    token.add_argument("--jwt-secret", help="sign with this HS256 secret")
+    token.add_argument("--audience", help="the aud claim")
+    token.add_argument("--issuer", help="the iss claim")
 
     sim = sub.add_parser("simulate", help="run a provider simulator (iTick, or a Finnhub-style backup)")
     sim.add_argument(
@@ -152,9 +180,55 @@ def _configure_logging(level: str) -> None:
         logging.getLogger("picows").setLevel(logging.WARNING)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``7d`` or plain seconds -> seconds."""
+    raw = text.strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _UNITS else (raw, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a duration (like 90s, 30m, 1h, 7d)") from None
+    if value <= 0:
+        raise ConfigError(f"a duration must be positive (got {text!r})")
+    return value
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from tickgate.auth import rotate
+
+    kid = rotate(args.jwt_keys, args.alg, duration(args.grace), args.public)
+    print(f"new signing key {kid} in {args.jwt_keys}", flush=True)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from tickgate.auth import KeyRing, issue
+
+    if (args.jwt_keys is None) == (args.jwt_secret is None):
+        raise ConfigError("give one of --jwt-keys or --jwt-secret")
+    keys = KeyRing.from_secret(args.jwt_secret) if args.jwt_secret else KeyRing.from_file(args.jwt_keys)
+    symbols = [p.strip() for p in args.symbols.split(",") if p.strip()] if args.symbols else None
+    print(
+        issue(
+            keys, args.sub, duration(args.ttl), symbols=symbols, audience=args.audience, issuer=args.issuer
+        ),
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from tickgate.auth import EntitlementError, KeyError_
+
     try:
+        if args.command == "keys":
+            return _keys(args)
+        if args.command == "token":
+            return _token(args)
         if args.command == "serve":
             flags = {
                 "host": args.host,
@@ -168,6 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "backup_token": args.backup_token,
                 "log_level": args.log_level,
                 "redis_url": args.redis_url,
+                "auth": args.auth,
+                "jwt_keys": args.jwt_keys,
+                "jwt_secret": args.jwt_secret,
+                "tls_cert": args.tls_cert,
+                "tls_key": args.tls_key,
+                "audit_dir": args.audit_dir,
             }
             config = load_config(args.config, overrides=flags)  # fail fast, before the loop starts
             _configure_logging(config.log_level)
@@ -180,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             _configure_logging(level)
             _run(lambda stop: _simulate(args, stop))
-    except ConfigError as e:
+    except (ConfigError, KeyError_, EntitlementError) as e:
         print(f"tickgate: configuration error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -9,6 +9,7 @@ default in production.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ ProviderName = Literal["itick", "finnhub", "alpaca"]
 UnsubscribeMode = Literal["message", "resend"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 ClientTransport = Literal["uvloop", "aiofastnet"]
+ClientAuth = Literal["none", "jwt"]
 
 
 class ConfigError(ValueError):
@@ -86,7 +88,8 @@ class GatewayConfig:
     #: 16 KB, some 15 % less CPU per delivery). See docs/benchmarks.md.
     client_transport: ClientTransport = "uvloop"
     max_message_bytes: int = 64 * 1024
-    max_channels_per_connection: int = 2000
+    #: Channels (subscriptions) one client may hold: past it ``too_many_subscriptions``.
+    max_channels_per_connection: int = 500
     #: Hard cap on a client's unsent bytes: past it the client is closed (1013).
     max_send_buffer_bytes: int = 8 * 1024 * 1024
     #: Soft cap: past it a client's updates are conflated until its socket drains.
@@ -98,6 +101,34 @@ class GatewayConfig:
     allowed_origins: str | None = None
     # When set, /healthz and /metrics need "Authorization: Bearer <ops_token>".
     ops_token: str | None = field(default=None, repr=False)
+    # Client authentication (tickgate.auth, docs/security.md). "none" lets anyone connect (the
+    # embedded default; a warning says so at start); "jwt" needs a token signed with a key
+    # from jwt_keys (a JWKS file, reloaded on change or SIGHUP) or with jwt_secret (HS256).
+    auth: ClientAuth = "none"
+    jwt_keys: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    #: Clock skew tolerated on exp, nbf and iat (seconds).
+    jwt_leeway: float = 30.0
+    #: A client that gave no token at the handshake has this long to send an auth message.
+    auth_timeout: float = 10.0
+    #: After its token expires, a client has this long to send a fresh one (else 4001).
+    reauth_grace: float = 60.0
+    # WSS: a PEM certificate chain and its key (re-read on SIGHUP for new connections).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: New connections one source address may open per second, in bursts up to the burst
+    #: (past it: HTTP 429).
+    connection_rate_per_address: float = 20.0
+    connection_burst_per_address: int = 200
+    #: Networks not counted (comma-separated): sidecars, health checks, local load tests.
+    connection_rate_exempt: str | None = "127.0.0.0/8,::1/128"
+    #: Symbols (or types) one subscribe/unsubscribe request may name.
+    max_symbols_per_request: int = 1000
+    #: Audit log (JSON lines, one file per UTC day) in this directory; None: none.
+    audit_dir: str | None = None
+    audit_keep_days: int = 90
     # Commands per second one connection may send (a token bucket), bursts up to the burst;
     # past it `rate_limited`, and after client_abuse_limit refusals in a row, closed (1008).
     client_command_rate: float = 20.0
@@ -192,6 +223,16 @@ class GatewayConfig:
             raise ConfigError(
                 f"redis_url must be a redis://, rediss:// or unix:// URL (got {self.redis_url!r})"
             )
+        if self.auth == "jwt" and (self.jwt_keys is None) == (self.jwt_secret is None):
+            raise ConfigError("auth = jwt needs exactly one of jwt_keys (a JWKS file) or jwt_secret")
+        for net in (self.connection_rate_exempt or "").split(","):
+            try:
+                if net.strip():
+                    ipaddress.ip_network(net.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(f"connection_rate_exempt: {net.strip()!r} is not a network") from None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
         if self.upstream_url is not None and not self.upstream_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"upstream_url must be a ws:// or wss:// URL (got {self.upstream_url!r})")
 
@@ -223,6 +264,12 @@ _POSITIVE = (
     "client_command_burst",
     "client_abuse_limit",
     "client_pong_timeout",
+    "auth_timeout",
+    "reauth_grace",
+    "connection_rate_per_address",
+    "connection_burst_per_address",
+    "max_symbols_per_request",
+    "audit_keep_days",
     "slow_consumer_soft_cap_bytes",
     "slow_consumer_lag_timeout",
     "batch_interval_min_ms",

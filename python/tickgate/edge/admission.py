@@ -12,9 +12,12 @@ handshakes), accepting pauses for a second and resumes by itself, logging a thro
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import itertools
 import logging
 import resource
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -122,3 +125,53 @@ def install_accept_error_filter(loop: asyncio.AbstractEventLoop) -> Callable[[],
 
     loop.set_exception_handler(handler)
     return lambda: loop.set_exception_handler(previous)
+
+
+class AddressRate:
+    """New connections per source address: a token bucket each (``rate`` per second, bursts
+    up to ``burst``), so one address cannot take the node's connection slots or its
+    handshake CPU in a burst. Addresses in ``exempt`` (networks; loopback by default, where
+    sidecars, health checks and load tests connect from) are not counted.
+
+    Memory is bounded: past ``max_addresses`` buckets, those that have refilled (an address
+    quiet long enough to be back at a full burst) are forgotten, and if that is not enough
+    the oldest are."""
+
+    def __init__(self, rate: float, burst: int, exempt: str | None, max_addresses: int = 100_000) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._max = max_addresses
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._exempt = [
+            ipaddress.ip_network(n.strip(), strict=False) for n in (exempt or "").split(",") if n.strip()
+        ]
+        #: Connections refused (HTTP 429).
+        self.refused = 0
+
+    def allows(self, address: str, now: float | None = None) -> bool:
+        if self._exempt:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                ip = None
+            if ip is not None and any(ip in net for net in self._exempt):
+                return True
+        now = time.monotonic() if now is None else now
+        allowance, at = self._buckets.pop(address, (self._burst, now))
+        allowance = min(self._burst, allowance + (now - at) * self._rate)
+        allowed = allowance >= 1.0
+        self._buckets[address] = (allowance - 1.0 if allowed else allowance, now)  # newest last
+        if not allowed:
+            self.refused += 1
+        if len(self._buckets) > self._max:
+            self._forget(now)
+        return allowed
+
+    def _forget(self, now: float) -> None:
+        full = [a for a, (left, at) in self._buckets.items() if left + (now - at) * self._rate >= self._burst]
+        for address in full:
+            del self._buckets[address]
+        excess = len(self._buckets) - self._max // 2
+        if excess > 0 and len(self._buckets) > self._max * 3 // 4:
+            for address in list(itertools.islice(self._buckets, excess)):
+                del self._buckets[address]

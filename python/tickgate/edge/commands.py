@@ -18,6 +18,7 @@ import msgspec
 from tickgate import proto
 from tickgate._core import DecodeError, InvalidModeError, make_channel, normalize_symbol, normalize_type
 from tickgate._core import split_channel as _split_channel
+from tickgate.edge.auth import authenticate, refuse
 from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_reply
 from tickgate.edge.resume import resume, subscribe_with_snapshots
 from tickgate.errors import ErrorCode
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tickgate.edge.commands")
 
 DEFAULT_TYPES = ("quote",)
-MAX_ITEMS_PER_REQUEST = 1000
+#: The most items any list in a request may hold as it is parsed; what a request may name is
+#: the narrower ``max_symbols_per_request`` (config).
+MAX_ITEMS_PER_REQUEST = 10_000
 
 #: A list of strings, or one comma-separated string (iTick's own style).
 Names = Annotated[list[str], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)] | str
@@ -71,8 +74,12 @@ class Resume(_Command, tag="resume"):
     last_seq: Annotated[dict[str, int], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)] = {}
 
 
-Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode | Resume
-ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode", "resume")
+class Auth(_Command, tag="auth"):
+    token: Annotated[str, msgspec.Meta(max_length=8192)]
+
+
+Command = Subscribe | Unsubscribe | QuerySubscribe | Ping | SetMode | Resume | Auth
+ACTIONS = ("subscribe", "unsubscribe", "query_subscribe", "ping", "set_mode", "resume", "auth")
 #: A reply, and frames for this client alone to follow it (snapshots, a resume's replay).
 Outcome = tuple[Reply | ErrorReply | None, bytes | None]
 
@@ -133,7 +140,7 @@ def parse_proto(payload: bytes) -> Command:
     if m.HasField("id"):
         fields["id"] = m.id
     # proto3 cannot tell an empty list or 0 from absent: absent it is.
-    for name in ("symbols", "types", "mode", "interval_ms", "session", "epoch", "last_seq"):
+    for name in ("symbols", "types", "mode", "interval_ms", "session", "epoch", "last_seq", "token"):
         value = getattr(m, name)
         if value:
             fields[name] = list(value) if name in ("symbols", "types") else value
@@ -151,11 +158,15 @@ def _names(value: list[str] | str) -> list[str]:
     return value
 
 
-def _canonical(raw: list[str] | str, normalize: Any, code: ErrorCode, key: str) -> list[str]:
+def _canonical(raw: list[str] | str, normalize: Any, code: ErrorCode, key: str, limit: int) -> list[str]:
     """Canonical spellings, duplicates removed, first occurrence kept."""
     items = _names(raw)
     if not items:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f'"{key}" must not be empty')
+    if len(items) > limit:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f'"{key}" names {len(items)} items; at most {limit} per request'
+        )
     try:
         return list(dict.fromkeys(normalize(item) for item in items))
     except DecodeError as e:
@@ -172,9 +183,27 @@ def describe(channels: list[str]) -> dict[str, list[str]]:
     return {"symbols": sorted(symbols), "types": sorted(types), "channels": sorted(channels)}
 
 
+def _symbols(cmd: Subscribe | Unsubscribe, hub: EdgeHub) -> list[str]:
+    limit = hub.config.max_symbols_per_request
+    return _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols", limit)
+
+
+def _types(raw: list[str] | str, hub: EdgeHub) -> list[str]:
+    return _canonical(
+        raw, normalize_type, ErrorCode.INVALID_TYPE, "types", hub.config.max_symbols_per_request
+    )
+
+
 def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Outcome:
-    symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
-    types = _canonical(cmd.types or list(DEFAULT_TYPES), normalize_type, ErrorCode.INVALID_TYPE, "types")
+    symbols = _symbols(cmd, hub)
+    types = _types(cmd.types or list(DEFAULT_TYPES), hub)
+    entitled = conn.identity.entitlements if conn.identity is not None else None
+    refused = entitled.refused(symbols) if entitled is not None else None
+    if refused:
+        if hub.auth is not None:
+            hub.auth.counters.not_entitled += 1
+        shown = ", ".join(refused[:10]) + (f" and {len(refused) - 10} more" if len(refused) > 10 else "")
+        raise ProtocolError(ErrorCode.NOT_ENTITLED, f"your token does not entitle you to {shown}")
     channels = [make_channel(s, t) for s in symbols for t in types]
     dispatcher = hub.dispatcher
     held = dispatcher.channels_of(conn.id)
@@ -182,7 +211,7 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Outcome:
     limit = hub.config.max_channels_per_connection
     if len(held) + len(new) > limit:
         raise ProtocolError(
-            ErrorCode.SUBSCRIPTION_LIMIT,
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
             f"subscribing {len(new)} more channels would exceed the limit of {limit} "
             f"per connection (holding {len(held)})",
         )
@@ -205,13 +234,13 @@ def _subscribe(cmd: Subscribe, conn: ClientConnection, hub: EdgeHub) -> Outcome:
 
 
 def _unsubscribe(cmd: Unsubscribe, conn: ClientConnection, hub: EdgeHub) -> Reply:
-    symbols = _canonical(cmd.symbols, normalize_symbol, ErrorCode.INVALID_SYMBOL, "symbols")
+    symbols = _symbols(cmd, hub)
     held = hub.dispatcher.channels_of(conn.id)
     if cmd.types is None:
         wanted = set(symbols)
         channels = [c for c in held if _split_channel(c)[0] in wanted]
     else:
-        types = _canonical(cmd.types, normalize_type, ErrorCode.INVALID_TYPE, "types")
+        types = _types(cmd.types, hub)
         held_set = set(held)
         channels = [c for c in (make_channel(s, t) for s in symbols for t in types) if c in held_set]
     hub.unsubscribe(conn, channels)
@@ -241,6 +270,9 @@ def _set_mode(cmd: SetMode, conn: ClientConnection, hub: EdgeHub) -> Reply:
 
 def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> Outcome:
     """Carries out one command; raises ``ProtocolError`` for the client's mistakes."""
+    if hub.auth is not None and conn.identity is None and not isinstance(command, Auth):
+        refuse(conn, hub, "no_token", 'send {"action":"auth","token":"..."} first')
+        return None, None
     match command:
         case Subscribe():
             return _subscribe(command, conn, hub)
@@ -255,6 +287,8 @@ def apply(command: Command, conn: ClientConnection, hub: EdgeHub) -> Outcome:
             return _set_mode(command, conn, hub), None
         case Resume():
             return resume(command, conn, hub)
+        case Auth():
+            return authenticate(command.token, conn, hub)
 
 
 def handle(payload: bytes, binary: bool, conn: ClientConnection, hub: EdgeHub) -> Outcome:

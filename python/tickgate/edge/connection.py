@@ -27,6 +27,7 @@ from tickgate.errors import ErrorCode
 from tickgate.framing import FramingError, MessageAssembler, MessageTooLarge
 
 if TYPE_CHECKING:
+    from tickgate.auth import Identity
     from tickgate.edge.hub import EdgeHub
 
 log = logging.getLogger("tickgate.edge")
@@ -54,6 +55,7 @@ def _release_handshake(transport: WSTransport) -> None:
 
 class ClientConnection(WSListener):
     __slots__ = (
+        "_address",
         "_allowance",
         "_assembler",
         "_delivery",
@@ -62,9 +64,11 @@ class ClientConnection(WSListener):
         "_refill_at",
         "_refused_in_a_row",
         "closed",
+        "ended",
         "format",
         "hub",
         "id",
+        "identity",
         "last_seen",
         "paused",
         "ping_sent",
@@ -74,9 +78,20 @@ class ClientConnection(WSListener):
     )
 
     def __init__(
-        self, hub: EdgeHub, fmt: str = "json", delivery: tuple[str, int] = ("immediate", 500)
+        self,
+        hub: EdgeHub,
+        fmt: str = "json",
+        delivery: tuple[str, int] = ("immediate", 500),
+        identity: Identity | None = None,
+        address: str | None = None,
     ) -> None:
         self.hub = hub
+        #: Whom its token names (None: no token; with auth on, nothing is served until one).
+        self.identity = identity
+        # ``host:port``, kept only where the audit log needs it after the socket is gone.
+        self._address = address
+        #: ``(close code, reason)`` once it is closing (None: the peer vanished).
+        self.ended: tuple[int, str] | None = None
         #: ``json``, ``proto`` or ``proto+zstd``, fixed at the handshake.
         self.format = fmt
         #: ``(mode, interval_ms)`` asked for at the handshake (one shared tuple per value).
@@ -113,8 +128,15 @@ class ClientConnection(WSListener):
         return f"<ClientConnection #{self.id} {self.peer}>"
 
     @property
+    def subject(self) -> str | None:
+        """The token's subject (None without a token)."""
+        return self.identity.subject if self.identity is not None else None
+
+    @property
     def peer(self) -> str:
         """``address:port`` of the client (worked out when asked: it is only for logs)."""
+        if self._address is not None:
+            return self._address
         peer = self._raw.get_extra_info("peername") if self._raw is not None else None
         return f"{peer[0]}:{peer[1]}" if peer else "-"
 
@@ -134,7 +156,15 @@ class ClientConnection(WSListener):
         # from it (so never written to) as soon as it closes.
         self.id = hub.dispatcher.connect(self, self.format, *self._delivery, raw)
         hub.attach(self)
-        self.send(Reply(type="welcome", session=hub.session_of(self), epoch=hub.epoch))
+        if hub.auth is not None:
+            if self.identity is None:
+                hub.auth.awaiting(self)  # its welcome waits for its token
+                return
+            hub.auth.authenticated(self, self.identity)
+        self.welcome()
+
+    def welcome(self) -> None:
+        self.send(Reply(type="welcome", session=self.hub.session_of(self), epoch=self.hub.epoch))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.last_seen = time.monotonic()
@@ -168,6 +198,7 @@ class ClientConnection(WSListener):
                 self._request(message, binary)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
+            self.ended = (int(code), "closed by the client")
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
             self.close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code, "")
 
@@ -288,6 +319,8 @@ class ClientConnection(WSListener):
 
     def abort(self) -> None:
         """Drops the connection now, discarding unsent data, and releases its subscriptions."""
+        if self.ended is None:
+            self.ended = (1006, "dropped by the gateway")
         self.closed = True
         if self.transport is not None:
             self._reset()
@@ -304,6 +337,8 @@ class ClientConnection(WSListener):
         queued = self.hub.dispatcher.take_outbox(self.id) if self.id else None
         if queued and not reset_after:
             self._raw.write(queued)
+        if self.ended is None:
+            self.ended = (int(code), reason)
         self.closed = True
         transport = self.transport
         transport.send_close(code, reason.encode()[:123])

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 from picows import WSCloseCode
 
 from tickgate._core import DecodeError, Dispatcher, Update, split_channel
+from tickgate.audit import AuditLog
 from tickgate.bus.base import FeedState, IngestState, Interest
 from tickgate.config import GatewayConfig
+from tickgate.edge.admission import AddressRate
+from tickgate.edge.auth import EdgeAuth, make_verifier
 from tickgate.edge.liveness import Liveness
 from tickgate.edge.replies import error_reply
 from tickgate.edge.status import ChannelStatus
@@ -116,6 +119,17 @@ class EdgeHub:
         self.command_burst = float(config.client_command_burst)
         #: Admission limit (see ``tickgate.edge.admission``); the gateway derives it at start.
         self.max_connections = config.max_connections or None
+        #: New connections per source address.
+        self.address_rate = AddressRate(
+            config.connection_rate_per_address,
+            config.connection_burst_per_address,
+            config.connection_rate_exempt,
+        )
+        #: Who connected, was refused, subscribed, left (None: no audit log configured).
+        self.audit = AuditLog(config.audit_dir, config.audit_keep_days) if config.audit_dir else None
+        verifier = make_verifier(config)
+        #: Client tokens (None: ``auth = "none"``, anyone may connect).
+        self.auth = EdgeAuth(verifier, config, self.audit) if verifier is not None else None
         self._refusal_log = LogThrottle(log)
         # Connections that need the ticker: in batch mode, or paused (lag deadline).
         self._timed: set[ClientConnection] = set()
@@ -307,6 +321,9 @@ class EdgeHub:
                 self.sessions.put(session, record)
         self.upstream_adds.pop(conn.id, None)
         self.status.forget(conn)
+        if self.audit is not None:
+            code, reason = conn.ended or (1006, "connection lost")
+            self.audit.record("disconnect", sub=conn.subject, addr=conn.peer, code=code, reason=reason)
         last = self.dispatcher.disconnect(conn.id)
         if last:
             self.interest.remove(last)
@@ -315,9 +332,13 @@ class EdgeHub:
         first = self.dispatcher.subscribe(conn.id, channels)
         if first:
             self.interest.add(first)
+        if self.audit is not None and channels:
+            self.audit.record("subscribe", sub=conn.subject, addr=conn.peer, channels=channels)
         self._session_changed(conn)
 
     def unsubscribe(self, conn: ClientConnection, channels: list[str]) -> None:
+        if self.audit is not None and channels:
+            self.audit.record("unsubscribe", sub=conn.subject, addr=conn.peer, channels=channels)
         last = self.dispatcher.unsubscribe(conn.id, channels)
         if last:
             self.interest.remove(last)
@@ -351,6 +372,7 @@ class EdgeHub:
             connected_ms=conn.since,
             seen_ms=int(time.time() * 1000),
             last_seq=self.dispatcher.delivered(conn.id) if gone else {},
+            subject=conn.subject or "",
         )
 
     def _session_changed(self, conn: ClientConnection) -> None:
@@ -448,6 +470,9 @@ class EdgeHub:
             resumes_failed=c.resumes_failed,
             rate_limited=c.rate_limited,
             origins_refused=c.origins_refused,
+            address_rate_refused=self.address_rate.refused,
+            audit_written=self.audit.written if self.audit is not None else 0,
+            audit_dropped=self.audit.dropped if self.audit is not None else 0,
             redis_writes=0,
             updates_in=c.updates_in,
             degradation_level=self.status.level,
@@ -455,4 +480,6 @@ class EdgeHub:
             stale_reason=self.status.edge_reason() or ("degraded" if self.status.level else ""),
         )
         s.update(self.sessions.figures())
+        if self.auth is not None:
+            s.update(self.auth.figures())
         return s

@@ -17,14 +17,20 @@ from urllib.parse import parse_qs
 from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from tickgate._core import SUBPROTOCOLS, InvalidModeError
+from tickgate.auth import AuthFailure, Identity
+from tickgate.edge.auth import bearer
 from tickgate.edge.connection import ClientConnection
 from tickgate.edge.hub import EdgeHub
 from tickgate.edge.metrics import CONTENT_TYPE
+from tickgate.edge.server import Peer, Router
 from tickgate.edge.zstd_dictionary import PATH as DICTIONARY_PATH
 
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
 #: Sent with 503 at the admission limit: when to try again (seconds).
 RETRY_AFTER = {"Retry-After": "5"}
+#: Sent with 429 to an address over its new-connection rate.
+RETRY_SOON = {"Retry-After": "1"}
+TEXT = "text/plain; charset=utf-8"
 #: Distinct (mode, interval) pairs shared between connections (more are kept per connection).
 MAX_SHARED_DELIVERIES = 256
 #: Subprotocol -> format name the core takes.
@@ -46,10 +52,9 @@ def _bad_request(msg: str) -> WSUpgradeResponseWithListener:
     return _http(400, msg.encode() + b"\n", "text/plain; charset=utf-8")
 
 
-def _delivery(query: str, hub: EdgeHub) -> tuple[str, int] | str:
+def _delivery(params: dict[str, list[str]], hub: EdgeHub) -> tuple[str, int] | str:
     """``(mode, interval_ms)`` from the URL's query, or an error text. The core checks the
     mode and the interval, as it does for ``set_mode``."""
-    params = parse_qs(query, max_num_fields=16)
     mode = params.get("mode", ["immediate"])[-1]
     raw = params.get("interval_ms", [str(hub.config.batch_interval_ms)])[-1]
     if not raw.lstrip("-").isdigit() or len(raw) > 12:
@@ -85,7 +90,7 @@ def make_router(
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], bytes],
     zstd_dictionary: bytes | None,
-) -> Callable[[WSUpgradeRequest], WSListener | WSUpgradeResponseWithListener]:
+) -> Router:
     # One 101 response per subprotocol, shared by every connection that speaks it: picows keeps
     # the response for the connection's life, and only sets Sec-WebSocket-Accept on it just
     # before writing it out (synchronously), so sharing is safe and saves an object apiece.
@@ -96,8 +101,23 @@ def make_router(
 
     # Equal (mode, interval) tuples shared by the connections that asked for them.
     deliveries: dict[tuple[str, int], tuple[str, int]] = {}
-    origins = _allowed_origins(hub.config.allowed_origins)
-    ops_token = hub.config.ops_token
+    cfg = hub.config
+    origins = _allowed_origins(cfg.allowed_origins)
+    ops_token = cfg.ops_token
+    rate = hub.address_rate
+    auth = hub.auth
+    keep_address = hub.audit is not None
+
+    def identify(
+        request: WSUpgradeRequest, params: dict[str, list[str]], address: str
+    ) -> Identity | str | None:
+        """The identity of a token given at the handshake (None: none given), or why not."""
+        assert auth is not None
+        token = bearer(request.headers.get("Authorization")) or params.get("token", [""])[-1]
+        if not token:
+            return None
+        found = auth.verify(token, address)
+        return found.reason if isinstance(found, AuthFailure) else found
 
     def ops_allowed(request: WSUpgradeRequest) -> bool:
         if not ops_token:
@@ -105,12 +125,12 @@ def make_router(
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {ops_token}".encode())
 
-    def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
+    def route(request: WSUpgradeRequest, peer: Peer) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
         if path in WEBSOCKET_PATHS:
             headers = request.headers
             if "websocket" not in headers.get("Upgrade", "").lower():
-                return _http(426, b"this endpoint speaks WebSocket\n", "text/plain; charset=utf-8")
+                return _http(426, b"this endpoint speaks WebSocket\n", TEXT)
             # Browsers send "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade".
             tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
             if "upgrade" in tokens:
@@ -118,16 +138,29 @@ def make_router(
             origin = headers.get("Origin")
             if origins is not None and origin is not None and origin not in origins:
                 hub.counters.origins_refused += 1
-                return _http(403, b"origin not allowed\n", "text/plain; charset=utf-8")
+                return _http(403, b"origin not allowed\n", TEXT)
+            address = peer[0] if peer else "-"
+            if not rate.allows(address):
+                return _http(429, b"too many new connections from this address\n", TEXT, RETRY_SOON)
             if not hub.admits():
-                return _http(503, b"server full: try again later\n", "text/plain; charset=utf-8", RETRY_AFTER)
-            delivery = _delivery(query, hub)
+                return _http(503, b"server full: try again later\n", TEXT, RETRY_AFTER)
+            params = parse_qs(query, max_num_fields=16)
+            delivery = _delivery(params, hub)
             if isinstance(delivery, str):
                 return _bad_request(delivery)
+            identity = identify(request, params, f"{address}:{peer[1] if peer else 0}") if auth else None
+            if isinstance(identity, str):
+                return _http(
+                    401,
+                    f"unauthenticated: {identity}\n".encode(),
+                    TEXT,
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
             fmt, subprotocol = _choose_format(request)
             if len(deliveries) < MAX_SHARED_DELIVERIES:
                 delivery = deliveries.setdefault(delivery, delivery)
-            conn = ClientConnection(hub, fmt, delivery)
+            where = f"{address}:{peer[1]}" if keep_address and peer else None
+            conn = ClientConnection(hub, fmt, delivery, identity, where)
             return WSUpgradeResponseWithListener(switching[subprotocol], conn)
         if path in ("/healthz", "/metrics") and not ops_allowed(request):
             return _http(

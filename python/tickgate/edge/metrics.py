@@ -128,8 +128,46 @@ class GatewayCollector(Collector):
                 "tickgate_replay_updates", "Updates kept for resume.", value=replay["updates"]
             )
             yield GaugeMetricFamily("tickgate_replay_bytes", "Bytes kept for resume.", value=replay["bytes"])
+        yield from _security(s)
         if "workers" in s:
             yield from _per_worker(s)
+
+
+def _security(s: dict[str, Any]) -> Iterator[Any]:
+    counter = CounterMetricFamily
+    yield counter(
+        "tickgate_address_rate_refused",
+        "Connections refused (429) over the new-connection rate of their source address.",
+        value=s["address_rate_refused"],
+    )
+    yield counter("tickgate_audit_lines", "Audit log lines written.", value=s["audit_written"])
+    yield counter(
+        "tickgate_audit_dropped",
+        "Audit log lines dropped (the disk did not keep up).",
+        value=s["audit_dropped"],
+    )
+    if "auth_succeeded" not in s:  # auth = none
+        return
+    yield counter("tickgate_auth_succeeded", "Tokens accepted.", value=s["auth_succeeded"])
+    failed = counter("tickgate_auth_failed", "Tokens or connections refused, by reason.", labels=["reason"])
+    for reason, count in sorted(s["auth_failed"].items()):
+        failed.add_metric([reason], count)
+    yield failed
+    yield counter(
+        "tickgate_auth_expired_closed",
+        "Connections closed (4001) for an expired token not renewed in the grace period.",
+        value=s["auth_expired_closed"],
+    )
+    yield counter(
+        "tickgate_not_entitled",
+        "Subscribes refused outside the token's entitlements.",
+        value=s["not_entitled"],
+    )
+    yield counter(
+        "tickgate_key_reload_failures",
+        "Key file reloads refused (the previous keys stayed in use).",
+        value=s["key_reload_failures"],
+    )
 
 
 #: Figures of a node of workers also reported per edge worker, labelled ``worker``.

@@ -38,6 +38,9 @@ class Reply(msgspec.Struct, omit_defaults=True):
     recovered: bool | msgspec.UnsetType = msgspec.UNSET
     replayed: int | msgspec.UnsetType = msgspec.UNSET
     reason: str | msgspec.UnsetType = msgspec.UNSET
+    #: ``auth``: whom the token names and when it expires (Unix ms).
+    subject: str | msgspec.UnsetType = msgspec.UNSET
+    expires_ms: int | msgspec.UnsetType = msgspec.UNSET
     #: The request's id, echoed as sent (any JSON value, ``null`` included).
     id: Any = msgspec.UNSET
 

@@ -16,7 +16,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tickgate._core import InvalidModeError
+import msgspec
+
+from tickgate._core import InvalidModeError, split_channel
 from tickgate.edge.replies import Message, Reply, error_reply
 from tickgate.errors import ErrorCode
 from tickgate.sessions.history import Found
@@ -89,6 +91,10 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | N
     if session == hub.session_of(conn):
         return _reply(hub, session, 0, "already_attached"), None
     old = hub.live_connection(session)
+    if old is not None and old.subject != conn.subject:
+        # Someone else's session: answered as if it did not exist (ids are not to be probed).
+        hub.counters.resumes_failed += 1
+        return _reply(hub, session, 0, "unknown_session"), None
     if old is not None:
         # Its state as it goes, delivered seqs included, is the session this one carries on.
         record: SessionRecord | None = hub.record_of(old, gone=True)
@@ -138,9 +144,19 @@ def _restore(
     process (returns the reply), or later over the bus (sends it then, returns None).
     ``missing``: the reason given if there is no ``record``."""
     session = cmd.session
+    if record is not None and record.subject != (conn.subject or ""):
+        hub.sessions.put(session, record)  # someone else's: kept for them, and not revealed
+        record, missing = None, "unknown_session"
     if record is None:
         hub.counters.resumes_failed += 1
         return _reply(hub, session, 0, missing), None
+    entitled = conn.identity.entitlements if conn.identity is not None else None
+    if entitled is not None:
+        # A token narrower than the one the session was made with: what it no longer allows
+        # is left out of the restored session.
+        allowed = [c for c in record.channels if entitled.allows(split_channel(c)[0])]
+        if len(allowed) != len(record.channels):
+            record = msgspec.structs.replace(record, channels=allowed)
     previous = hub.session_of(conn)
     if conn.session is not None and hub.resumed.get(conn.session) is conn:
         del hub.resumed[conn.session]

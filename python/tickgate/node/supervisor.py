@@ -27,7 +27,7 @@ from typing import Any
 
 from tickgate.config import GatewayConfig
 from tickgate.node import worker
-from tickgate.node.edge import client_url
+from tickgate.node.edge import client_url, on_sighup
 
 log = logging.getLogger("tickgate.node")
 
@@ -83,7 +83,15 @@ class Node:
         except BaseException:
             await self.stop()
             raise
+        on_sighup(self.reload)
         log.info("node up: ingest and %d edge workers on %s", self.edge_count, self.url)
+
+    def reload(self) -> None:
+        """SIGHUP: each edge worker reads its token keys and TLS certificate again."""
+        for w in self.edges:
+            if w.process is not None and w.process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.process.pid, signal.SIGHUP)
 
     def _reserve_port(self) -> int:
         """Picks a free port for every edge to share: a bound socket in the SO_REUSEPORT group
@@ -185,7 +193,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return client_url(self.config.host, self.port)
+        return client_url(self.config.host, self.port, tls=bool(self.config.tls_cert))
 
     def pids(self) -> dict[str, int]:
         """Live workers' process ids by name."""

@@ -24,6 +24,10 @@ UPSTREAM_UNKNOWN = {
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+#: Per-worker figures counted by a label (``{"expired": 3, ...}``), summed label by label.
+SUMMED_BY_LABEL = ("auth_failed",)
+
+
 def rss_bytes() -> int:
     """This process's resident memory."""
     try:
@@ -44,6 +48,10 @@ def merge_workers(workers: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for key, value in stats.items():
             if key not in NOT_SUMMED and isinstance(value, int | float) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value
+            elif key in SUMMED_BY_LABEL:
+                into = total.setdefault(key, {})
+                for label, count in value.items():
+                    into[label] = into.get(label, 0) + count
     return total
 
 

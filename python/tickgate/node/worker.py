@@ -31,6 +31,8 @@ EDGES_GRACE_S = 3.0
 
 def _prepare(config: GatewayConfig, name: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A hangup means "reload" (an edge handles it once its loop runs); it never stops a worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Not on Linux, this fails; the supervisor's own stop still works there.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -23,6 +23,9 @@ class SessionRecord(msgspec.Struct):
     #: record, which is not rewritten per update). A resume uses it for the channels the
     #: client gives no ``last_seq`` for.
     last_seq: dict[str, int] = msgspec.field(default_factory=dict)
+    #: The token subject of the client that holds it ("" without auth): only a connection
+    #: with the same subject may resume it.
+    subject: str = ""
 
 
 encode_record = msgspec.json.Encoder().encode
