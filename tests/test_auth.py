@@ -289,3 +289,28 @@ async def test_the_binary_protocol_authenticates_with_a_client_message() -> None
             assert proto.ServerMessage.FromString(await ws.recv()).reply.type == "welcome"
     finally:
         await gw.stop()
+
+
+async def test_the_upstream_fair_share_is_per_subject_not_per_connection() -> None:
+    gw = await jwt_gateway(upstream_symbols_per_connection=5, upstream_max_symbols=100)
+
+    def subscribe(names: list[str]) -> dict[str, object]:
+        return {"action": "subscribe", "symbols": names, "types": ["quote"]}
+
+    try:
+        first = await Client.connect(gw, token=token("alice"))
+        second = await Client.connect(gw, token=token("alice"))
+        other = await Client.connect(gw, token=token("bob"))
+        assert (await first.request(subscribe([f"A{i}$US" for i in range(5)])))["type"] == "success"
+        refused = await second.request(subscribe(["A9$US"]))
+        assert refused["code"] == "capacity", refused
+        assert (await other.request(subscribe([f"B{i}$US" for i in range(5)])))["type"] == "success"
+        # Symbols already streamed cost nobody a share.
+        assert (await second.request(subscribe(["A0$US"])))["type"] == "success"
+        await first.close()
+        await wait_until(lambda: gw.stats()["connections"] == 2)
+        assert (await second.request(subscribe(["A9$US"])))["type"] == "success"
+        for c in (second, other):
+            await c.close()
+    finally:
+        await gw.stop()

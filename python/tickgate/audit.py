@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 
+from tickgate.logs import LogThrottle
+
 __all__ = ["AuditLog"]
 
 log = logging.getLogger("tickgate.audit")
@@ -45,6 +47,7 @@ class AuditLog:
         self._day = ""
         self._fd: int | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._error_log = LogThrottle(log)
         #: Lines written, and dropped because the disk did not keep up.
         self.written = 0
         self.dropped = 0
@@ -88,7 +91,9 @@ class AuditLog:
             data = b"".join(self._pending)
             os.write(fd, data)
         except OSError as e:
-            log.error("audit log not written (%s); %d lines waiting", e, len(self._pending))
+            self._error_log.log(
+                logging.ERROR, "audit log not written (%s); %d lines waiting", e, len(self._pending)
+            )
             return
         self.written += len(self._pending)
         self._pending.clear()

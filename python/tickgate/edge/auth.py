@@ -30,6 +30,7 @@ from tickgate.auth import AuthFailure, Identity, KeyError_, KeyRing, Verifier
 from tickgate.config import ConfigError, GatewayConfig
 from tickgate.edge.replies import ErrorReply, Reply, encode_reply, error_reply
 from tickgate.errors import ErrorCode
+from tickgate.logs import LogThrottle
 
 if TYPE_CHECKING:
     from tickgate.audit import AuditLog
@@ -109,6 +110,10 @@ class EdgeAuth:
         self._timer: asyncio.TimerHandle | None = None
         self._next_poll = 0.0
         self._compact_at = 1024
+        #: Open connections by token subject (for a subject's fair share of the upstream).
+        self._subjects: dict[str, set[ClientConnection]] = {}
+        # Refusals are logged throttled: a stranger sending bad tokens cannot flood the log.
+        self._refusal_log = LogThrottle(log)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -136,7 +141,7 @@ class EdgeAuth:
 
     def refused(self, reason: str, address: str, detail: str = "", subject: str | None = None) -> None:
         self.counters.refused(reason)
-        log.info("auth refused for %s: %s", address, detail or reason)
+        self._refusal_log.log(logging.INFO, "auth refused for %s: %s", address, detail or reason)
         if self._audit is not None:
             self._audit.record("auth", sub=subject, addr=address, ok=False, reason=reason)
 
@@ -149,8 +154,22 @@ class EdgeAuth:
     def authenticated(self, conn: ClientConnection, identity: Identity) -> None:
         """``conn`` holds ``identity`` from now on; its expiry is watched."""
         conn.identity = identity
+        self._subjects.setdefault(identity.subject, set()).add(conn)
         left = identity.expires - time.time()
         self._push(time.monotonic() + max(0.0, left), _EXPIRED, conn, identity.expires)
+
+    def forget(self, conn: ClientConnection) -> None:
+        """``conn`` is gone."""
+        if conn.identity is not None:
+            peers = self._subjects.get(conn.identity.subject)
+            if peers is not None:
+                peers.discard(conn)
+                if not peers:
+                    del self._subjects[conn.identity.subject]
+
+    def connections_of(self, conn: ClientConnection) -> set[ClientConnection] | None:
+        """The open connections with ``conn``'s subject (None: it has none yet)."""
+        return self._subjects.get(conn.identity.subject) if conn.identity is not None else None
 
     def _push(self, due: float, what: int, conn: ClientConnection, expires: float) -> None:
         heapq.heappush(self._due, (due, next(self._n), what, conn, expires))

@@ -292,8 +292,17 @@ class EdgeHub:
         return answered
 
     def share_left(self, conn: ClientConnection) -> int:
-        """How many more symbols new to the upstream connection ``conn`` may bring."""
-        return max(0, self.config.upstream_symbols_per_connection - len(self.upstream_adds.get(conn.id, ())))
+        """How many more symbols new to the upstream connection ``conn`` may bring: its share,
+        or with auth its subject's, over all the subject's connections here (more connections
+        must not mean a bigger share)."""
+        limit = self.config.upstream_symbols_per_connection
+        peers = self.auth.connections_of(conn) if self.auth is not None else None
+        if not peers:
+            return max(0, limit - len(self.upstream_adds.get(conn.id, ())))
+        brought: set[str] = set()
+        for peer in peers:
+            brought.update(self.upstream_adds.get(peer.id, ()))
+        return max(0, limit - len(brought))
 
     def brought_upstream(self, conn: ClientConnection, symbols: list[str]) -> None:
         if symbols:
@@ -320,6 +329,8 @@ class EdgeHub:
             if record.channels:
                 self.sessions.put(session, record)
         self.upstream_adds.pop(conn.id, None)
+        if self.auth is not None:
+            self.auth.forget(conn)
         self.status.forget(conn)
         if self.audit is not None:
             code, reason = conn.ended or (1006, "connection lost")
