@@ -22,8 +22,8 @@ fi
 cargo test --locked
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --all-targets --features python -- -D warnings
-.venv/bin/ruff check python tests benches tools
-.venv/bin/ruff format --check python tests benches tools
+.venv/bin/ruff check python tests benches tools examples
+.venv/bin/ruff format --check python tests benches tools examples
 
 set +e
 .venv/bin/python -m pytest tests benches -q "$@"

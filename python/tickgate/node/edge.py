@@ -75,12 +75,6 @@ class Edge:
         self.hub.liveness.start()
         if self.hub.auth is not None:
             self.hub.auth.start()
-        else:
-            log.warning(
-                "auth = none: anyone who can reach %s:%s gets data (set auth = jwt; docs/security.md)",
-                cfg.host,
-                cfg.port if port is None else port,
-            )
         if self.hub.audit is not None:
             self.hub.audit.start()
         on_sighup(self.reload)
@@ -107,6 +101,10 @@ class Edge:
             )
             self._servers.append(server)
         log.info("admitting up to %d clients (file limit %d)", self.hub.max_connections, file_limit)
+        if self.hub.auth is None:
+            log.warning(
+                "auth = none: anyone who can reach %s gets data (set auth = jwt; docs/security.md)", self.url
+            )
 
     def reload(self) -> None:
         """SIGHUP: the token keys and the TLS certificate are read again (new connections use

@@ -1,0 +1,178 @@
+"""The Python client SDK (``tickgate.client``) against a real gateway: typed updates in every
+format, batch mode, tokens, and a connection cut in the middle of a stream that the caller
+sees only as events: no gap, no duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import tickgate.client as tc
+from gatewaykit import Client, start_gateway, wait_until
+from tickgate.auth import KeyRing, issue
+
+TYPES = ["quote", "tick", "depth", "kline@1"]
+
+
+async def take(c: tc.Client, n: int, timeout: float = 10.0) -> list[tc.Update]:
+    out: list[tc.Update] = []
+
+    async def run() -> None:
+        async for update in c:
+            out.append(update)
+            if len(out) >= n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["json", "proto", "proto+zstd"])
+async def test_typed_updates_in_every_format(protocol: str) -> None:
+    gw = await start_gateway(None, simulator_rate=20.0)
+    try:
+        async with tc.connect(gw.url, protocol=protocol) as c:
+            assert c.state == "live" and c.session
+            channels = await c.subscribe(["AAPL$US", "700.HK"], types=TYPES)
+            assert sorted(channels) == sorted(f"{s}:{t}" for s in ("AAPL$US", "700$HK") for t in TYPES)
+            updates = await take(c, 60)
+            kinds = {type(u) for u in updates}
+            assert kinds == {tc.Quote, tc.Tick, tc.Depth, tc.Kline}, kinds
+            for u in updates:
+                assert u.channel in channels and u.seq >= 1
+                if isinstance(u, tc.Quote):
+                    assert u.last > 0 and u.time_ms > 0
+                elif isinstance(u, tc.Tick):
+                    assert u.price > 0 and u.volume >= 0
+                elif isinstance(u, tc.Depth):
+                    assert u.asks and u.bids and u.asks[0].price >= u.bids[0].price
+                else:
+                    assert u.period == 1 and u.low <= u.open <= u.high
+            await c.unsubscribe(["700$HK"])
+            assert c.channels == {f"AAPL$US:{t}" for t in TYPES}
+            with pytest.raises(tc.ClientError) as refused:
+                await c.subscribe(["NOT A SYMBOL"])
+            assert refused.value.code == "invalid_symbol"
+    finally:
+        await gw.stop()
+
+
+async def test_batch_mode_delivers_conflated_updates() -> None:
+    gw = await start_gateway(None, simulator_rate=50.0)
+    try:
+        async with tc.connect(gw.url, mode="batch", interval_ms=200) as c:
+            await c.subscribe(["AAPL$US"], types=["quote"])
+            updates = await take(c, 5)
+            seqs = [u.seq for u in updates]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+            # Conflated: at 50 updates/s and 5 batches/s, quotes skip seqs.
+            assert seqs[-1] - seqs[1] > len(seqs) - 2
+    finally:
+        await gw.stop()
+
+
+async def test_a_cut_connection_is_resumed_without_a_gap_or_a_duplicate() -> None:
+    gw = await start_gateway(None, simulator_rate=40.0)
+    events: list[tc.ConnectionEvent] = []
+    # A keeper holds the channels, so the provider keeps streaming them while the SDK is away.
+    keeper = await Client.connect(gw)
+    await keeper.request(
+        {"action": "subscribe", "symbols": ["AAPL$US", "TSLA$US"], "types": ["quote", "tick"]}
+    )
+    try:
+        async with tc.connect(gw.url, protocol="proto", on_event=events.append, backoff_initial=0.05) as c:
+            await c.subscribe(["AAPL$US", "TSLA$US"], types=["quote", "tick"])
+            before = await take(c, 40)
+            for _ in range(2):  # twice, so a resumed session resumes again
+                conn = gw.hub.live_connection(c.session or "")
+                assert conn is not None
+                conn.abort()  # the network drops it mid-stream
+                await asyncio.sleep(0.3)  # updates go on meanwhile
+                before += await take(c, 40)
+            after = before
+        kinds = [e.kind for e in events]
+        assert kinds.count("reconnecting") == 2 and kinds.count("recovered") == 2, kinds
+        by_channel: dict[str, list[int]] = {}
+        for u in after:
+            by_channel.setdefault(u.channel, []).append(u.seq)
+        for channel, seqs in by_channel.items():
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (channel, seqs)
+        assert gw.stats()["resumes_recovered"] == 2
+    finally:
+        await keeper.close()
+        await gw.stop()
+
+
+async def test_a_gateway_restart_is_reported_not_recovered_and_the_stream_goes_on() -> None:
+    gw = await start_gateway(None, simulator_rate=20.0)
+    port = gw.port
+    events: list[tc.ConnectionEvent] = []
+    try:
+        c = tc.connect(gw.url, on_event=events.append, backoff_initial=0.05)
+        await c.start()
+        await c.subscribe(["AAPL$US"], types=["quote"])
+        await take(c, 3)
+        await gw.stop()
+        gw = await start_gateway(None, simulator_rate=20.0, port=port)
+        await wait_until(lambda: c.state in ("recovered", "not_recovered"), 15, "reconnect")
+        assert c.state == "not_recovered"
+        assert any(e.kind == "not_recovered" and e.reason == "unknown_session" for e in events)
+        update = (await take(c, 1))[0]
+        assert update.channel == "AAPL$US:quote"  # subscribed again by itself
+        await c.close()
+    finally:
+        await gw.stop()
+
+
+async def test_tokens_a_refused_one_raises_and_a_callable_is_asked_again() -> None:
+    secret = "a-test-secret-that-is-long-enough-for-hs256"
+    keys = KeyRing.from_secret(secret)
+    gw = await start_gateway(
+        None, simulator_rate=20.0, auth="jwt", jwt_secret=secret, jwt_leeway=0.0, reauth_grace=5.0
+    )
+    asked: list[float] = []
+
+    def fresh() -> str:
+        asked.append(1.0)
+        return issue(keys, "alice", 1.5 if len(asked) == 1 else 3600)
+
+    try:
+        with pytest.raises(tc.AuthRefused):
+            async with tc.connect(gw.url, token="garbage"):
+                pass
+        events: list[Any] = []
+        async with tc.connect(gw.url, token=fresh, on_event=events.append) as c:
+            await c.subscribe(["AAPL$US"])
+            await wait_until(lambda: len(asked) == 2, 6, "renewal")
+            await asyncio.sleep(5.5)  # past the grace: still connected, as it renewed
+            assert c.state == "live"
+            await take(c, 1)
+        assert any(e.kind == "token_expired" for e in events)
+    finally:
+        await gw.stop()
+
+
+async def test_the_examples_run_against_a_gateway() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    gw = await start_gateway(None, simulator_rate=20.0)
+    try:
+
+        def run(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, *args], capture_output=True, text=True, timeout=60, check=True
+            )
+            return done.stdout
+
+        quotes = await asyncio.to_thread(run, str(examples / "quotes.py"), "--url", gw.url, "--count", "5")
+        lines = quotes.splitlines()
+        assert len(lines) == 5 and all(line.split()[0] in ("AAPL$US", "700$HK") for line in lines), quotes
+        vwap = await asyncio.to_thread(run, str(examples / "vwap.py"), "--url", gw.url, "--seconds", "2.5")
+        assert "AAPL$US vwap=" in vwap and "[connection] live" in vwap, vwap
+    finally:
+        await gw.stop()
