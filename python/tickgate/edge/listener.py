@@ -23,6 +23,8 @@ from tickgate.edge.connection import ClientConnection
 from tickgate.edge.hub import EdgeHub
 from tickgate.edge.metrics import CONTENT_TYPE
 from tickgate.edge.server import Peer, Router
+from tickgate.edge.web import HEADERS as PAGE_HEADERS
+from tickgate.edge.web import load_page
 from tickgate.edge.zstd_dictionary import PATH as DICTIONARY_PATH
 
 WEBSOCKET_PATHS = frozenset({"/", "/ws"})
@@ -102,6 +104,7 @@ def make_router(
     # Equal (mode, interval) tuples shared by the connections that asked for them.
     deliveries: dict[tuple[str, int], tuple[str, int]] = {}
     cfg = hub.config
+    page = load_page()
     origins = _allowed_origins(cfg.allowed_origins)
     ops_token = cfg.ops_token
     rate = hub.address_rate
@@ -130,6 +133,9 @@ def make_router(
         if path in WEBSOCKET_PATHS:
             headers = request.headers
             if "websocket" not in headers.get("Upgrade", "").lower():
+                if path in page:  # a browser asking for the quote page
+                    body, kind = page[path]
+                    return _http(200, body, kind, PAGE_HEADERS)
                 return _http(426, b"this endpoint speaks WebSocket\n", TEXT)
             # Browsers send "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade".
             tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
@@ -175,6 +181,9 @@ def make_router(
             return _http(code, json.dumps(status).encode() + b"\n", "application/json")
         if path == "/metrics":
             return _http(200, metrics(), CONTENT_TYPE)
+        if path in page:
+            body, kind = page[path]
+            return _http(200, body, kind, PAGE_HEADERS)
         if path == DICTIONARY_PATH:
             if zstd_dictionary is None:
                 return _http(
