@@ -110,6 +110,14 @@ async def test_the_quote_page_streams_and_resumes_in_chromium(protocol: str) -> 
             seen = await page.evaluate("window.seen")
             assert seen == list(range(seen[0], seen[0] + len(seen))), seen
             assert await page.is_visible('tr[data-symbol="700$HK"]')  # its subscriptions came back
+            # Batch mode from the switch: updates keep coming, as batches.
+            await page.check("#batch")
+            await until(page, "window.tickgate.mode === 'batch'")
+            before = await updates(page, "AAPL$US")
+            await until(page, f"{rows_updates('AAPL$US')} >= {before + 2}")
+            assert any(
+                conn.id and gw.dispatcher.mode_of(conn.id) == ("batch", 500) for conn in gw.hub.connections
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / f"quote-page-{protocol}.png"), full_page=True)
             await browser.close()
@@ -117,4 +125,32 @@ async def test_the_quote_page_streams_and_resumes_in_chromium(protocol: str) -> 
         assert gw.stats()["resumes_recovered"] == 1
     finally:
         await keeper.close()
+        await gw.stop()
+
+
+async def test_the_page_takes_a_token_and_says_so_when_it_has_none() -> None:
+    from playwright.async_api import async_playwright
+
+    from tickgate.auth import KeyRing, issue
+
+    secret = "a-test-secret-that-is-long-enough-for-hs256"
+    gw = await start_gateway(None, simulator_rate=20.0, auth="jwt", jwt_secret=secret, auth_timeout=0.5)
+    token = issue(KeyRing.from_secret(secret), "alice", 3600, symbols=["*$US"])
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = await browser.new_page()
+            base = gw.url.replace("ws://", "http://")
+            await page.goto(base + f"?symbols=AAPL$US&token={token}")
+            await until(page, f"{rows_updates('AAPL$US')} >= 2")
+            # Entitled to US symbols only: the refusal is shown.
+            await page.fill("#symbol", "700$HK")
+            await page.press("#symbol", "Enter")
+            await until(page, "document.getElementById('error').textContent.includes('not_entitled')")
+            stranger = await browser.new_page()
+            await stranger.goto(base)
+            await until(stranger, "document.body.dataset.state === 'closed'")
+            assert "unauthenticated" in await stranger.inner_text("#reason")
+            await browser.close()
+    finally:
         await gw.stop()
