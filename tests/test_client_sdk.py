@@ -176,3 +176,17 @@ async def test_the_examples_run_against_a_gateway() -> None:
         assert "AAPL$US vwap=" in vwap and "[connection] live" in vwap, vwap
     finally:
         await gw.stop()
+
+
+async def test_a_caller_that_does_not_read_holds_bounded_memory() -> None:
+    gw = await start_gateway(None, simulator_rate=100.0)
+    try:
+        async with tc.connect(gw.url, max_pending=100) as c:
+            await c.subscribe(["AAPL$US", "TSLA$US", "700$HK", "MSFT$US"], types=TYPES)
+            await asyncio.sleep(2.0)  # some 3,000 updates sent meanwhile; none read
+            # Reading stopped at the cap (what one socket read held past it may come in too).
+            assert len(c._updates) <= 100 + 800, len(c._updates)
+            updates = await take(c, 1500)  # reading resumes as the caller catches up
+            assert len(updates) == 1500
+    finally:
+        await gw.stop()

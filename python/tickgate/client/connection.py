@@ -240,8 +240,12 @@ class Client:
                 raise AuthRefused("unauthenticated", body) from None
             raise ClientError("refused", f"HTTP {status}: {body}") from None
         self._transport = transport
-        welcome = await asyncio.wait_for(asyncio.shield(self._welcome), self._timeout)
-        await self._restore(welcome)
+        try:
+            welcome = await asyncio.wait_for(asyncio.shield(self._welcome), self._timeout)
+            await self._restore(welcome)
+        except BaseException:
+            transport.disconnect()  # half set up: not left open behind the next attempt
+            raise
         self._ready.set()
 
     async def _restore(self, welcome: dict[str, Any]) -> None:
@@ -262,7 +266,13 @@ class Client:
         have = set((await self._call({"action": "query_subscribe"})).get("channels", []))
         missing, extra = self.channels - have, have - self.channels
         for types, symbols in _by_type(missing):
-            await self._call({"action": "subscribe", "symbols": symbols, "types": types})
+            try:
+                await self._call({"action": "subscribe", "symbols": symbols, "types": types})
+            except ClientError as e:
+                # Refused now (a narrower token, the provider's limit): said, not retried forever.
+                dropped = [f"{symbol}:{kind}" for symbol in symbols for kind in types]
+                self.channels.difference_update(dropped)
+                self._emit(ConnectionEvent(kind=e.code, reason=e.msg, channels=dropped))
         for types, symbols in _by_type(extra):
             await self._call({"action": "unsubscribe", "symbols": symbols, "types": types})
 

@@ -131,7 +131,16 @@ export class TickgateClient extends EventTarget {
     }
     const have = new Set((await this._call({ action: "query_subscribe" })).channels || []);
     const missing = [...this.channels].filter((c) => !have.has(c));
-    for (const [types, symbols] of byType(missing)) await this._call({ action: "subscribe", symbols, types });
+    for (const [types, symbols] of byType(missing)) {
+      try {
+        await this._call({ action: "subscribe", symbols, types });
+      } catch (e) {
+        if (!(e instanceof ClientError)) throw e;
+        // Refused now (a narrower token, the provider's limit): said, not retried forever.
+        for (const s of symbols) for (const t of types) this.channels.delete(`${s}:${t}`);
+        this.dispatchEvent(new CustomEvent("error", { detail: { code: e.code, msg: e.message, channels: e.channels } }));
+      }
+    }
     this._attempt = 0;
     this._setState(reply.recovered ? "recovered" : "not_recovered", reply.reason || "");
     this._readyResolve();
