@@ -37,7 +37,7 @@ import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from picows.common import WSError, WSInvalidStatusError
 
-from tickgate.client.types import ConnectionEvent, Update, from_json, from_proto
+from tickgate.client.types import ConnectionEvent, Update, decode_batch, decode_push, from_json, from_proto
 
 __all__ = ["AuthRefused", "Client", "ClientError", "connect"]
 
@@ -348,10 +348,27 @@ class Client:
         try:
             if binary:
                 self._on_proto(self._decompress(payload) if self._decompress else payload)
-            else:
+            elif not self._on_json_push(payload):
                 self._on_json(_decode_json(payload))
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as e:
             log.warning("a message from the gateway could not be read: %s", e)
+
+    def _on_json_push(self, payload: bytes) -> bool:
+        """Market data straight into typed updates (the gateway writes ``type`` first); False:
+        not a push, or a kind this SDK does not know (read as a dict instead)."""
+        try:
+            if payload.startswith(b'{"type":"stock_quote"'):
+                push = decode_push(payload)
+                data = msgspec.structs.replace(push.data, snapshot=True) if push.snapshot else push.data
+                self._deliver(data, push.refresh)
+                return True
+            if payload.startswith(b'{"type":"batch"'):
+                for update in decode_batch(payload).updates:
+                    self._deliver(update)
+                return True
+        except msgspec.ValidationError:
+            pass
+        return False
 
     def _on_json(self, m: dict[str, Any]) -> None:
         kind = m.get("type")

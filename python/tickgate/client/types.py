@@ -24,12 +24,16 @@ __all__ = [
 ]
 
 
-class _Update(msgspec.Struct, frozen=True, kw_only=True):
+# The structs decode straight from a JSON push's ``data`` (``msgspec.field(name=...)`` is the
+# wire's spelling, ``type`` the tag): no dict in between, the fast path of the SDK.
+
+
+class _Update(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     symbol: str
     #: Per channel, increasing by 1; a skip means updates the gateway never had (see the protocol).
     seq: int
     #: The provider's event time (a kline's bar open time), epoch ms.
-    time_ms: int
+    time_ms: int = msgspec.field(default=0, name="tradeTime")
     #: The latest value sent right after a subscribe (or a resume that could not replay).
     snapshot: bool = False
 
@@ -42,14 +46,14 @@ class _Update(msgspec.Struct, frozen=True, kw_only=True):
         raise NotImplementedError
 
 
-class Quote(_Update, frozen=True, kw_only=True):
-    last: float
-    open: float | None = None
-    high: float | None = None
-    low: float | None = None
-    prev_close: float | None = None
+class Quote(_Update, frozen=True, kw_only=True, tag="quote"):
+    last: float = msgspec.field(name="lastDealPrice")
+    open: float | None = msgspec.field(default=None, name="openPrice")
+    high: float | None = msgspec.field(default=None, name="highPrice")
+    low: float | None = msgspec.field(default=None, name="lowPrice")
+    prev_close: float | None = msgspec.field(default=None, name="prevClose")
     change: float | None = None
-    change_percent: float | None = None
+    change_percent: float | None = msgspec.field(default=None, name="changePercent")
     volume: float | None = None
     turnover: float | None = None
     status: int = 0
@@ -59,53 +63,60 @@ class Quote(_Update, frozen=True, kw_only=True):
         return "quote"
 
 
-class Tick(_Update, frozen=True, kw_only=True):
-    price: float
-    volume: float
+class Tick(_Update, frozen=True, kw_only=True, tag="tick"):
+    price: float = msgspec.field(name="lastDealPrice")
+    volume: float = 0.0
     #: 0 neutral, 1 sell, 2 buy.
     direction: int = 0
     #: 0 regular, 1 pre-market, 2 after hours.
     session: int = 0
     turnover: float | None = None
     status: int | None = None
-    cumulative_volume: float | None = None
+    cumulative_volume: float | None = msgspec.field(default=None, name="cumulativeVolume")
     change: float | None = None
-    change_percent: float | None = None
+    change_percent: float | None = msgspec.field(default=None, name="changePercent")
 
     @property
     def kind(self) -> str:
         return "tick"
 
 
-class DepthLevel(msgspec.Struct, frozen=True, array_like=True):
-    position: int
-    price: float
-    volume: float
-    orders: float | None = None
+class DepthLevel(msgspec.Struct, frozen=True):
+    position: int = msgspec.field(name="po")
+    price: float = msgspec.field(name="p")
+    volume: float = msgspec.field(name="v")
+    orders: float | None = msgspec.field(default=None, name="o")
 
 
-class Depth(_Update, frozen=True, kw_only=True):
-    asks: list[DepthLevel]
-    bids: list[DepthLevel]
+class Depth(_Update, frozen=True, kw_only=True, tag="depth"):
+    asks: list[DepthLevel] = msgspec.field(default_factory=list, name="ask")
+    bids: list[DepthLevel] = msgspec.field(default_factory=list, name="bid")
 
     @property
     def kind(self) -> str:
         return "depth"
 
 
-class Kline(_Update, frozen=True, kw_only=True):
-    #: Bar length in minutes (the channel is ``kline@<period>``).
-    period: int
-    open: float
-    high: float
-    low: float
-    close: float
+class Kline(_Update, frozen=True, kw_only=True, tag="kline"):
+    # The bar's open time (the wire's ``time``; ``tradeTime`` elsewhere).
+    time_ms: int = msgspec.field(default=0, name="time")
+    #: The channel's type, ``kline@<minutes>``.
+    cycle: str = msgspec.field(default="kline@1", name="klineCycle")
+    open: float = msgspec.field(name="openPrice")
+    high: float = msgspec.field(name="highPrice")
+    low: float = msgspec.field(name="lowPrice")
+    close: float = msgspec.field(name="closePrice")
     volume: float | None = None
     turnover: float | None = None
 
     @property
+    def period(self) -> int:
+        """Bar length in minutes."""
+        return int(self.cycle.partition("@")[2] or 1)
+
+    @property
     def kind(self) -> str:
-        return f"kline@{self.period}"
+        return self.cycle
 
 
 Update = Quote | Tick | Depth | Kline
@@ -130,120 +141,57 @@ class ConnectionEvent(msgspec.Struct, frozen=True, kw_only=True):
     channels: list[str] = msgspec.field(default_factory=list)
 
 
-def _levels(raw: Any) -> list[DepthLevel]:
-    return [DepthLevel(lv.get("po", i + 1), lv["p"], lv["v"], lv.get("o")) for i, lv in enumerate(raw or ())]
+class _Push(msgspec.Struct, frozen=True):
+    """A JSON ``stock_quote`` push: ``data`` straight into its typed update."""
+
+    data: Update
+    snapshot: bool = False
+    refresh: bool = False
+
+
+class _Batch(msgspec.Struct, frozen=True):
+    updates: list[Update]
+
+
+#: Raise ``msgspec.ValidationError`` for a kind this SDK does not know (then read as a dict).
+decode_push = msgspec.json.Decoder(_Push).decode
+decode_batch = msgspec.json.Decoder(_Batch).decode
 
 
 def from_json(data: dict[str, Any], snapshot: bool = False) -> Update | None:
-    """An update from a JSON push's ``data`` (or a batch entry); None for a kind this SDK
-    does not know (a newer gateway)."""
-    kind = data.get("type")
-    common = {"symbol": data["symbol"], "seq": data["seq"], "snapshot": snapshot}
-    if kind == "quote":
-        return Quote(
-            **common,
-            time_ms=data.get("tradeTime", 0),
-            last=data["lastDealPrice"],
-            open=data.get("openPrice"),
-            high=data.get("highPrice"),
-            low=data.get("lowPrice"),
-            prev_close=data.get("prevClose"),
-            change=data.get("change"),
-            change_percent=data.get("changePercent"),
-            volume=data.get("volume"),
-            turnover=data.get("turnover"),
-            status=data.get("status", 0),
-        )
-    if kind == "tick":
-        return Tick(
-            **common,
-            time_ms=data.get("tradeTime", 0),
-            price=data["lastDealPrice"],
-            volume=data.get("volume", 0.0),
-            direction=data.get("direction", 0),
-            session=data.get("session", 0),
-            turnover=data.get("turnover"),
-            status=data.get("status"),
-            cumulative_volume=data.get("cumulativeVolume"),
-            change=data.get("change"),
-            change_percent=data.get("changePercent"),
-        )
-    if kind == "depth":
-        return Depth(
-            **common,
-            time_ms=data.get("tradeTime", 0),
-            asks=_levels(data.get("ask")),
-            bids=_levels(data.get("bid")),
-        )
-    if kind == "kline":
-        cycle = str(data.get("klineCycle", "kline@1"))
-        return Kline(
-            **common,
-            time_ms=data.get("time", 0),
-            period=int(cycle.partition("@")[2] or 1),
-            open=data["openPrice"],
-            high=data["highPrice"],
-            low=data["lowPrice"],
-            close=data["closePrice"],
-            volume=data.get("volume"),
-            turnover=data.get("turnover"),
-        )
-    return None
-
-
-def _opt(message: Any, name: str) -> Any:
-    return getattr(message, name) if message.HasField(name) else None
+    """An update from a JSON push's ``data`` already decoded to a dict (or a batch entry); None
+    for a kind this SDK does not know (a newer gateway)."""
+    try:
+        update = msgspec.convert(data, Update)
+    except msgspec.ValidationError:
+        return None
+    return msgspec.structs.replace(update, snapshot=True) if snapshot else update
 
 
 def from_proto(u: Any, snapshot: bool = False) -> Update | None:
-    """An update from a ``tickgate.v1.Update``."""
-    common = {"symbol": u.symbol, "seq": u.seq, "time_ms": u.event_time_ms, "snapshot": snapshot}
+    """An update from a ``tickgate.v1.Update``. The schema's field names are the SDK's (but for
+    a kline's ``period`` and ``open_time_ms``), so the fields set are taken as they are."""
     which = u.WhichOneof("data")
+    if which is None:
+        return None
+    body = getattr(u, which)
+    fields = {f.name: v for f, v in body.ListFields()}
+    common = {"symbol": u.symbol, "seq": u.seq, "time_ms": u.event_time_ms, "snapshot": snapshot}
     if which == "quote":
-        q = u.quote
-        return Quote(
-            **common,
-            last=q.last,
-            open=_opt(q, "open"),
-            high=_opt(q, "high"),
-            low=_opt(q, "low"),
-            prev_close=_opt(q, "prev_close"),
-            change=_opt(q, "change"),
-            change_percent=_opt(q, "change_percent"),
-            volume=_opt(q, "volume"),
-            turnover=_opt(q, "turnover"),
-            status=q.status,
-        )
+        return Quote(**common, **fields)
     if which == "tick":
-        t = u.tick
-        return Tick(
-            **common,
-            price=t.price,
-            volume=t.volume,
-            direction=t.direction,
-            session=t.session,
-            turnover=_opt(t, "turnover"),
-            status=_opt(t, "status"),
-            cumulative_volume=t.cumulative_volume,
-            change=_opt(t, "change"),
-            change_percent=_opt(t, "change_percent"),
-        )
+        return Tick(**common, **fields)
     if which == "depth":
-
-        def levels(raw: Any) -> list[DepthLevel]:
-            return [DepthLevel(lv.position, lv.price, lv.volume, _opt(lv, "orders")) for lv in raw]
-
-        return Depth(**common, asks=levels(u.depth.asks), bids=levels(u.depth.bids))
+        asks = [
+            DepthLevel(lv.position, lv.price, lv.volume, lv.orders if lv.HasField("orders") else None)
+            for lv in body.asks
+        ]
+        bids = [
+            DepthLevel(lv.position, lv.price, lv.volume, lv.orders if lv.HasField("orders") else None)
+            for lv in body.bids
+        ]
+        return Depth(**common, asks=asks, bids=bids)
     if which == "kline":
-        k = u.kline
-        return Kline(
-            **{**common, "time_ms": k.open_time_ms},
-            period=k.period,
-            open=k.open,
-            high=k.high,
-            low=k.low,
-            close=k.close,
-            volume=_opt(k, "volume"),
-            turnover=_opt(k, "turnover"),
-        )
+        common["time_ms"] = fields.pop("open_time_ms", 0)
+        return Kline(**common, cycle=f"kline@{fields.pop('period', 1)}", **fields)
     return None
