@@ -118,11 +118,19 @@ async def test_the_quote_page_streams_and_resumes_in_chromium(protocol: str) -> 
             assert any(
                 conn.id and gw.dispatcher.mode_of(conn.id) == ("batch", 500) for conn in gw.hub.connections
             )
+            # A request made as the connection drops waits for the reconnect and then goes out.
+            channels = await page.evaluate(
+                """async () => {
+                    window.tickgate.drop();
+                    return (await window.tickgate.subscribe(["MSFT$US"], ["quote"])).channels;
+                }"""
+            )
+            assert channels == ["MSFT$US:quote"]
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / f"quote-page-{protocol}.png"), full_page=True)
             await browser.close()
         assert not errors, errors
-        assert gw.stats()["resumes_recovered"] == 1
+        assert gw.stats()["resumes_recovered"] == 2  # the kill, then the drop
     finally:
         await keeper.close()
         await gw.stop()

@@ -121,6 +121,18 @@ async def test_a_gateway_restart_is_reported_not_recovered_and_the_stream_goes_o
         assert any(e.kind == "not_recovered" and e.reason == "unknown_session" for e in events)
         update = (await take(c, 1))[0]
         assert update.channel == "AAPL$US:quote"  # subscribed again by itself
+        # The session is the new gateway's from now on: the next drop resumes it.
+        keeper = await Client.connect(gw)
+        await keeper.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
+        conn = gw.hub.live_connection(c.session or "")
+        assert conn is not None
+        seen = len(events)
+        conn.abort()
+        await wait_until(
+            lambda: len(events) > seen + 1 and events[-1].kind in ("recovered", "not_recovered"), 15, "resume"
+        )
+        assert events[-1].kind == "recovered", events[-3:]
+        await keeper.close()
         await c.close()
     finally:
         await gw.stop()
@@ -186,7 +198,34 @@ async def test_a_caller_that_does_not_read_holds_bounded_memory() -> None:
             await asyncio.sleep(2.0)  # some 3,000 updates sent meanwhile; none read
             # Reading stopped at the cap (what one socket read held past it may come in too).
             assert len(c._updates) <= 100 + 800, len(c._updates)
+            # A request still gets its reply while the caller is behind.
+            assert await asyncio.wait_for(c.subscribe(["NVDA$US"]), 5) == ["NVDA$US:quote"]
             updates = await take(c, 1500)  # reading resumes as the caller catches up
             assert len(updates) == 1500
     finally:
         await gw.stop()
+
+
+def test_protobuf_updates_with_zero_values_are_read() -> None:
+    from tickgate import proto
+    from tickgate.client.types import from_proto
+
+    quote = from_proto(proto.Update(symbol="A$US", seq=3, quote=proto.Quote(last=0.0, open=1.5)))
+    assert isinstance(quote, tc.Quote) and quote.last == 0.0 and quote.open == 1.5
+    tick = from_proto(proto.Update(symbol="A$US", seq=4, tick=proto.Tick(price=0.0, volume=0.0)))
+    assert isinstance(tick, tc.Tick) and (tick.price, tick.volume, tick.cumulative_volume) == (0.0, 0.0, 0.0)
+    kline = from_proto(proto.Update(symbol="A$US", seq=5, kline=proto.Kline(period=5, high=1.0, close=1.0)))
+    assert isinstance(kline, tc.Kline) and kline.kind == "kline@5" and kline.open == 0.0
+
+
+async def test_requests_waiting_for_a_connection_end_when_the_client_closes() -> None:
+    gw = await start_gateway(None, simulator_rate=0.0)
+    c = tc.connect(gw.url, backoff_initial=0.05)
+    await c.start()
+    await gw.stop()  # gone for good: the client keeps trying
+    await wait_until(lambda: c.state == "reconnecting", 5, "reconnecting")
+    waiting = asyncio.create_task(c.subscribe(["AAPL$US"]))
+    await asyncio.sleep(0.2)
+    await c.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(waiting, 2)

@@ -45,6 +45,8 @@ log = logging.getLogger("tickgate.client")
 
 Token = str | Callable[[], str | Awaitable[str]] | None
 PROTOCOLS = ("json", "proto", "proto+zstd")
+#: Resume answers after which the connection holds the session of its welcome, not the old one.
+SESSION_NOT_TAKEN = frozenset({"unknown_session", "sessions_unavailable", "capacity"})
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -135,6 +137,9 @@ class Client:
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._ready = asyncio.Event()
+        # Set whenever waiting requests should look again (ready, or stopped for good).
+        self._wake = asyncio.Event()
+        self._renewing: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._failure: BaseException | None = None
@@ -163,6 +168,7 @@ class Client:
             return
         self._closing = True
         self._ready.clear()
+        self._wake.set()  # requests waiting for the connection give up now
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -173,6 +179,15 @@ class Client:
         self._set_state("closed")
 
     async def _run(self) -> None:
+        try:
+            await self._keep_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must end the stream visibly, not leave it hanging
+            log.exception("the connection loop failed")
+            self._finish(e)
+
+    async def _keep_up(self) -> None:
         attempt = 0
         while not self._closing:
             assert self._gone is not None
@@ -198,11 +213,15 @@ class Client:
                     return
                 except (OSError, WSError, TimeoutError, _Disconnected, ClientError) as e:
                     log.info("reconnect to %s failed: %s", self.url, e)
+                except Exception as e:  # the token callable failing, say: tried again later
+                    log.warning("reconnect to %s failed: %r", self.url, e)
 
     def _finish(self, failure: BaseException) -> None:
         """Stops for good: the caller's ``async for`` ends with ``failure``."""
         self._failure = failure
         self._closing = True
+        self._ready.clear()
+        self._wake.set()
         self._set_state("closed", str(failure))
 
     # -- connecting --------------------------------------------------------------------------
@@ -247,6 +266,7 @@ class Client:
             transport.disconnect()  # half set up: not left open behind the next attempt
             raise
         self._ready.set()
+        self._wake.set()
 
     async def _restore(self, welcome: dict[str, Any]) -> None:
         """After a reconnect: takes the session back, with what was missed, and makes the
@@ -255,12 +275,19 @@ class Client:
             self.session, self.epoch = welcome["session"], welcome["epoch"]
             return
         held = {c: s for c, s in self._last_seq.items() if c in self.channels}
+        old_epoch = self.epoch or ""
+        if welcome["epoch"] != self.epoch:
+            # The gateway restarted: numbering began anew. Forgotten now, before the snapshots
+            # that follow the resume reply (often in the same read) are checked against it.
+            self._last_seq.clear()
+            self.epoch = welcome["epoch"]
         reply = await self._call(
-            {"action": "resume", "session": self.session, "epoch": self.epoch or "", "last_seq": held}
+            {"action": "resume", "session": self.session, "epoch": old_epoch, "last_seq": held}
         )
-        if reply.get("epoch") and reply["epoch"] != self.epoch:
-            self._last_seq.clear()  # the gateway restarted: numbering began anew
-            self.epoch = reply["epoch"]
+        if reply.get("reason") in SESSION_NOT_TAKEN:
+            # The connection kept the session it was welcomed with: that one is ours now (the
+            # old one is gone, or will be tried no more).
+            self.session = welcome["session"]
         recovered = reply.get("recovered", False)
         self._set_state("recovered" if recovered else "not_recovered", reply.get("reason", ""))
         have = set((await self._call({"action": "query_subscribe"})).get("channels", []))
@@ -296,8 +323,11 @@ class Client:
         if types is not None:
             message["types"] = list(types)
         reply = await self.request(message)
-        self.channels.difference_update(reply.get("channels", []))
-        return list(reply.get("channels", []))
+        gone = reply.get("channels", [])
+        self.channels.difference_update(gone)
+        for channel in gone:  # nothing more comes for it after the reply
+            self._last_seq.pop(channel, None)
+        return list(gone)
 
     async def set_mode(self, mode: str, interval_ms: int | None = None) -> None:
         message: dict[str, Any] = {"action": "set_mode", "mode": mode}
@@ -309,10 +339,18 @@ class Client:
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Sends a command once connected and returns its reply (sent again if the connection
         drops before the reply comes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout * 6
         while True:
-            if self._closing:
-                raise self._failure or ConnectionError("client closed")
-            await asyncio.wait_for(self._ready.wait(), self._timeout * 6)
+            while not self._ready.is_set():
+                if self._closing:
+                    raise self._failure or ConnectionError("client closed")
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"not connected to {self.url} within {self._timeout * 6:g} s")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
             try:
                 return await self._call(message)
             except _Disconnected:
@@ -322,6 +360,9 @@ class Client:
         transport = self._transport
         if transport is None:
             raise _Disconnected("not connected")
+        if self._paused:  # the reply must be read, whatever waits unread before it
+            self._paused = False
+            transport.underlying_transport.resume_reading()
         request_id = f"c{next(self._ids)}"
         future = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
@@ -420,6 +461,10 @@ class Client:
         kind = m.get("type")
         request_id = m.get("id")
         if request_id is not None:
+            if kind in ("success", "subscriptions") and m.get("action") != "resume" and m.get("epoch"):
+                self.epoch = m[
+                    "epoch"
+                ]  # an ingest restarted under a live connection: the next resume says so
             future = self._replies.get(str(request_id))
             if future is not None and not future.done():
                 future.set_result(m)
@@ -433,8 +478,8 @@ class Client:
             code = m.get("code", "")
             if code == "token_expired":
                 self._emit(ConnectionEvent(kind="token_expired"))
-                if callable(self._token):
-                    asyncio.get_running_loop().create_task(self._renew())
+                if callable(self._token) and (self._renewing is None or self._renewing.done()):
+                    self._renewing = asyncio.get_running_loop().create_task(self._renew())
             elif code in ("not_entitled", "upstream_rejected") and m.get("channels"):
                 self.channels.difference_update(m["channels"])  # the gateway dropped them
                 self._emit(ConnectionEvent(kind=code, reason=m.get("msg", ""), channels=m["channels"]))
@@ -442,8 +487,8 @@ class Client:
     async def _renew(self) -> None:
         try:
             await self._call({"action": "auth", "token": await self._token_value()})
-        except (ClientError, _Disconnected, TimeoutError) as e:
-            log.warning("token renewal failed: %s", e)
+        except Exception as e:  # the callable too: the gateway closes us if none comes
+            log.warning("token renewal failed: %r", e)
 
     def _deliver(self, update: Update | None, refresh: bool = False) -> None:
         if update is None:
@@ -452,12 +497,19 @@ class Client:
         last = self._last_seq.get(channel)
         # Already had it (a resume's replay overlapping what arrived before the drop); a
         # refresh may repeat the last seq on purpose: it replaces the caller's state.
-        if last is not None and (update.seq < last or (update.seq == last and not refresh)):
+        # A refresh is the channel's state from now on, whatever its seq (after an ingest
+        # restart, numbering starts anew on the same connection).
+        if last is not None and not refresh and update.seq <= last:
             return
         self._last_seq[channel] = update.seq
         self._updates.append(update)
         self._updates_ready.set()
-        if len(self._updates) >= self._max_pending and not self._paused and self._transport is not None:
+        if (
+            len(self._updates) >= self._max_pending
+            and not self._paused
+            and not self._replies  # a reply being waited for must still be read
+            and self._transport is not None
+        ):
             self._paused = True
             self._transport.underlying_transport.pause_reading()
 
@@ -470,6 +522,8 @@ class Client:
             return
         self._transport = self._listener = None
         self._paused = False
+        self._ready.clear()
+        self._fail_requests()  # at once, not after their timeout
         if self._welcome is not None and not self._welcome.done():
             self._welcome.set_exception(_Disconnected("connection lost before the welcome"))
             self._welcome.exception()  # retrieved: _connect may have stopped waiting for it

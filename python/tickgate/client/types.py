@@ -177,21 +177,39 @@ def from_proto(u: Any, snapshot: bool = False) -> Update | None:
     body = getattr(u, which)
     fields = {f.name: v for f, v in body.ListFields()}
     common = {"symbol": u.symbol, "seq": u.seq, "time_ms": u.event_time_ms, "snapshot": snapshot}
+    # proto3 leaves out fields at their zero value (a price of 0): the required ones are read
+    # directly, the optional ones are what is set.
     if which == "quote":
+        fields.update(last=body.last, status=body.status)
         return Quote(**common, **fields)
     if which == "tick":
+        fields.update(
+            price=body.price,
+            volume=body.volume,
+            direction=body.direction,
+            session=body.session,
+            cumulative_volume=body.cumulative_volume,
+        )
         return Tick(**common, **fields)
     if which == "depth":
-        asks = [
-            DepthLevel(lv.position, lv.price, lv.volume, lv.orders if lv.HasField("orders") else None)
-            for lv in body.asks
-        ]
-        bids = [
-            DepthLevel(lv.position, lv.price, lv.volume, lv.orders if lv.HasField("orders") else None)
-            for lv in body.bids
-        ]
-        return Depth(**common, asks=asks, bids=bids)
+
+        def levels(raw: Any) -> list[DepthLevel]:
+            return [
+                DepthLevel(lv.position, lv.price, lv.volume, lv.orders if lv.HasField("orders") else None)
+                for lv in raw
+            ]
+
+        return Depth(**common, asks=levels(body.asks), bids=levels(body.bids))
     if which == "kline":
-        common["time_ms"] = fields.pop("open_time_ms", 0)
-        return Kline(**common, cycle=f"kline@{fields.pop('period', 1)}", **fields)
+        common["time_ms"] = body.open_time_ms
+        fields = {k: v for k, v in fields.items() if k in ("volume", "turnover")}
+        return Kline(
+            **common,
+            cycle=f"kline@{body.period or 1}",
+            open=body.open,
+            high=body.high,
+            low=body.low,
+            close=body.close,
+            **fields,
+        )
     return None

@@ -25,6 +25,12 @@ export class ClientError extends Error {
   }
 }
 
+class Disconnected extends Error {
+  constructor() {
+    super("disconnected");
+  }
+}
+
 export class TickgateClient extends EventTarget {
   constructor(url, options = {}) {
     super();
@@ -45,11 +51,10 @@ export class TickgateClient extends EventTarget {
     this._attempt = 0;
     this._ids = 0;
     this._replies = new Map();
-    this._ready = null;
-    this._readyResolve = null;
+    this._isReady = false;
+    this._waiters = []; // requests waiting for the connection: woken when ready or closed
     this._closed = false;
     this._proto = null;
-    this._resetReady();
   }
 
   // -- lifecycle -----------------------------------------------------------------------------
@@ -63,17 +68,31 @@ export class TickgateClient extends EventTarget {
 
   close() {
     this._closed = true;
+    this._setReady(false);
     if (this._ws) this._ws.close(1000, "client closed");
     this._setState("closed");
+    this._wake();
   }
 
   /** Closes the socket as a network failure would (to see the reconnect and resume work). */
   drop() {
+    this._setReady(false);
     if (this._ws) this._ws.close(4999, "dropped by the client");
   }
 
-  _resetReady() {
-    this._ready = new Promise((resolve) => (this._readyResolve = resolve));
+  _setReady(ready) {
+    this._isReady = ready;
+    if (ready) this._wake();
+  }
+
+  _wake() {
+    const waiters = this._waiters;
+    this._waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  _untilReady() {
+    return new Promise((resolve) => this._waiters.push(resolve));
   }
 
   _wsUrl() {
@@ -98,13 +117,14 @@ export class TickgateClient extends EventTarget {
   _onClose(ws, e) {
     if (ws !== this._ws) return;
     this._ws = null;
-    this._resetReady();
-    for (const [, pending] of this._replies) pending.reject(new Error("disconnected"));
+    this._setReady(false);
+    for (const [, pending] of this._replies) pending.reject(new Disconnected());
     this._replies.clear();
     if (this._closed) return;
     if (e.code === 4001) {
-      this._setState("closed", e.reason || "unauthenticated");
       this._closed = true;
+      this._setState("closed", e.reason || "unauthenticated");
+      this._wake();
       return;
     }
     this._setState("reconnecting", e.reason || `closed (${e.code})`);
@@ -119,17 +139,25 @@ export class TickgateClient extends EventTarget {
       this.epoch = welcome.epoch;
       this._attempt = 0;
       this._setState("live");
-      this._readyResolve();
+      this._setReady(true);
       return;
     }
     const lastSeq = {};
     for (const [channel, seq] of this.lastSeq) if (this.channels.has(channel)) lastSeq[channel] = seq;
-    const reply = await this._call({ action: "resume", session: this.session, epoch: this.epoch || "", last_seq: lastSeq });
-    if (reply.epoch && reply.epoch !== this.epoch) {
-      this.lastSeq.clear(); // the gateway restarted: numbering began anew
-      this.epoch = reply.epoch;
+    const oldEpoch = this.epoch || "";
+    if (welcome.epoch !== this.epoch) {
+      // The gateway restarted: numbering began anew. Forgotten before the snapshots that
+      // follow the resume reply are checked against it.
+      this.lastSeq.clear();
+      this.epoch = welcome.epoch;
+    }
+    const reply = await this._call({ action: "resume", session: this.session, epoch: oldEpoch, last_seq: lastSeq });
+    if (["unknown_session", "sessions_unavailable", "capacity"].includes(reply.reason)) {
+      this.session = welcome.session; // the connection kept the session it was welcomed with
     }
     const have = new Set((await this._call({ action: "query_subscribe" })).channels || []);
+    const extra = [...have].filter((c) => !this.channels.has(c));
+    for (const [types, symbols] of byType(extra)) await this._call({ action: "unsubscribe", symbols, types });
     const missing = [...this.channels].filter((c) => !have.has(c));
     for (const [types, symbols] of byType(missing)) {
       try {
@@ -143,7 +171,7 @@ export class TickgateClient extends EventTarget {
     }
     this._attempt = 0;
     this._setState(reply.recovered ? "recovered" : "not_recovered", reply.reason || "");
-    this._readyResolve();
+    this._setReady(true);
   }
 
   // -- requests ------------------------------------------------------------------------------
@@ -158,7 +186,10 @@ export class TickgateClient extends EventTarget {
     const message = { action: "unsubscribe", symbols };
     if (types) message.types = types;
     const reply = await this.request(message);
-    for (const c of reply.channels || []) this.channels.delete(c);
+    for (const c of reply.channels || []) {
+      this.channels.delete(c);
+      this.lastSeq.delete(c); // nothing more comes for it after the reply
+    }
     return reply;
   }
 
@@ -174,19 +205,24 @@ export class TickgateClient extends EventTarget {
   /** Sends a command once connected; sent again if the connection drops before its reply. */
   async request(message) {
     for (;;) {
-      if (this._closed) throw new Error("client closed");
-      await this._ready;
+      while (!this._isReady) {
+        if (this._closed) throw new Error("client closed");
+        await this._untilReady();
+      }
       try {
         return await this._call(message);
       } catch (e) {
-        if (e instanceof ClientError) throw e;
+        if (!(e instanceof Disconnected)) throw e; // a refusal or a timeout is the caller's to see
       }
     }
   }
 
   _call(message) {
     const ws = this._ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("disconnected"));
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      this._setReady(false); // closing: wait for the reconnect rather than spin
+      return Promise.reject(new Disconnected());
+    }
     const id = `r${++this._ids}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -240,7 +276,9 @@ export class TickgateClient extends EventTarget {
     const last = this.lastSeq.get(channel);
     // Already had it (a replay overlapping what came before the drop); a refresh may repeat
     // the last seq on purpose: it replaces what the listener holds.
-    if (last !== undefined && (data.seq < last || (data.seq === last && !refresh))) return;
+    // A refresh is the channel's state from now on, whatever its seq (an ingest restart
+    // numbers anew under a live connection).
+    if (last !== undefined && !refresh && data.seq <= last) return;
     this.lastSeq.set(channel, data.seq);
     this.dispatchEvent(new CustomEvent("update", { detail: { ...data, channel, snapshot } }));
   }
