@@ -314,3 +314,72 @@ async def test_the_upstream_fair_share_is_per_subject_not_per_connection() -> No
             await c.close()
     finally:
         await gw.stop()
+
+
+async def test_hostile_tokens_and_headers_are_refused_cleanly(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    gw = await jwt_gateway(reauth_grace=0.5)
+    deep = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode() + ".e30.sig"
+    try:
+        assert (await refused_status(gw, token=deep)) == (401, b"unauthenticated: malformed\n")
+        # An exp no float can hold is a refusal, not a crash.
+        body = base64.urlsafe_b64encode(b'{"sub":"eve","exp":1' + b"0" * 400 + b"}").rstrip(b"=")
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+        signing = head + b"." + body
+        sig = base64.urlsafe_b64encode(hmac.new(SECRET.encode(), signing, hashlib.sha256).digest()).rstrip(
+            b"="
+        )
+        status, _ = await refused_status(gw, token=(signing + b"." + sig).decode())
+        assert status == 401
+
+        # Header bytes past ASCII and too many query fields: 401 and 400, never a 500.
+        async def status_of(path: str, extra: bytes = b"") -> int:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(
+                b"GET /" + path.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+            )
+            line = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+            return int(line.split()[1])
+
+        assert await status_of("", b"Authorization: B\xe9arer x\r\n") == 101  # no bearer token: in, to auth
+        assert await status_of("?" + "&".join(f"a{i}=1" for i in range(20))) == 400
+        # The same token sent again and again adds nothing to watch.
+        c = await Client.connect(gw, token=token())
+        same = token()
+        for _ in range(40):
+            await c.request({"action": "auth", "token": same})
+        assert gw.hub.auth is not None and len(gw.hub.auth._due) <= 3
+        await c.close()
+    finally:
+        await gw.stop()
+
+
+async def test_connections_on_a_key_taken_out_of_the_file_are_cut_off(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    rotate(keys, "ES256", grace_s=3600)
+    leaked = issue(KeyRing.from_file(keys), "alice", 3600)
+    gw = await jwt_gateway(jwt_secret=None, jwt_keys=str(keys), reauth_grace=0.5)
+    try:
+        c = await Client.connect(gw, token=leaked)
+        await c.request(US)
+        # The leaked key is replaced by a new one (not kept for a grace period).
+        data = json.loads(keys.read_text())
+        rotate(keys, "ES256")
+        data["keys"] = [k for k in json.loads(keys.read_text())["keys"] if k["kid"] != data["keys"][0]["kid"]]
+        keys.write_text(json.dumps(data))
+        gw.edge.reload()
+        assert (await c.reply(timeout=3))["code"] == "token_expired"
+        code, reason, _ = await closed_with(c)
+        assert (code, reason) == (4001, "token_expired: no fresh token in time")
+        # A key entry PyJWT cannot read is refused like any broken file.
+        keys.write_text(json.dumps({"keys": [{"kty": "oct", "kid": "x", "alg": "HS256"}]}))
+        gw.edge.reload()
+        assert gw.stats()["key_reload_failures"] == 1
+    finally:
+        await gw.stop()

@@ -125,9 +125,14 @@ def test_address_rate_is_per_address_refills_and_stays_bounded() -> None:
     assert rate.allows("192.0.2.1", now=1.0)  # refilled one
     assert all(rate.allows("10.1.2.3", now=0.0) for _ in range(50))  # exempt
     for i in range(10_000):
-        rate.allows(f"2001:db8::{i:x}", now=float(i))
+        rate.allows(f"2001:db8:{i:x}::1", now=float(i))  # 10,000 different /64s
     assert len(rate._buckets) <= 100
-    assert rate.refused == 1
+    refused = rate.refused
+    # An IPv4 client seen on a dual-stack socket is the IPv4 address (exempt here).
+    assert all(rate.allows("::ffff:10.1.2.3", now=0.0) for _ in range(10))
+    # IPv6 is counted per /64: making up addresses in one's /64 buys nothing.
+    v6 = [rate.allows(f"2001:db8:1:2::{i:x}", now=20_000.0) for i in range(3)]
+    assert v6 == [True, True, False] and rate.refused == refused + 1
 
 
 def test_security_settings_are_checked_at_load(tmp_path: Path) -> None:

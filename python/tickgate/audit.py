@@ -48,6 +48,8 @@ class AuditLog:
         self._fd: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._error_log = LogThrottle(log)
+        # The last write failed or was short: only the timer tries again.
+        self._failing = False
         #: Lines written, and dropped because the disk did not keep up.
         self.written = 0
         self.dropped = 0
@@ -75,8 +77,8 @@ class AuditLog:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
-        if self._pending_bytes >= FLUSH_BYTES:
-            self.flush()
+        if self._pending_bytes >= FLUSH_BYTES and not self._failing:
+            self.flush()  # after a failure only the timer tries again, not every line
 
     def _tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self._tick)
@@ -86,17 +88,26 @@ class AuditLog:
         if not self._pending:
             return
         # Lines are filed by the day they are written in (at most FLUSH_S after the event).
+        data = b"".join(self._pending)
+        lines = len(self._pending)
+        self._pending.clear()
         try:
             fd = self._file(datetime.now(UTC).strftime("%Y-%m-%d"))
-            data = b"".join(self._pending)
-            os.write(fd, data)
+            done = os.write(fd, data)
         except OSError as e:
-            self._error_log.log(
-                logging.ERROR, "audit log not written (%s); %d lines waiting", e, len(self._pending)
-            )
+            done = 0
+            self._error_log.log(logging.ERROR, "audit log not written (%s); %d lines waiting", e, lines)
+        if done < len(data):
+            # What did not go out waits, whole lines and a cut line's rest alike, so no line in
+            # the file runs into the next.
+            rest = data[done:]
+            self._pending.append(rest)
+            self._pending_bytes = len(rest)
+            self._failing = True
+            self.written += data.count(b"\n", 0, done)
             return
-        self.written += len(self._pending)
-        self._pending.clear()
+        self._failing = False
+        self.written += data.count(b"\n")  # lines (a retried rest holds several)
         self._pending_bytes = 0
 
     def _file(self, day: str) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -67,12 +68,12 @@ def _key_from_jwk(jwk: dict[str, Any]) -> Key:
     if alg not in ALGORITHMS:
         raise KeyError_(f'key {kid!r}: "alg" must be one of {", ".join(ALGORITHMS)} (got {alg!r})')
     retire_at = jwk.get("retire_at")
-    if retire_at is not None and not isinstance(retire_at, int | float):
+    if retire_at is not None and not (isinstance(retire_at, int | float) and math.isfinite(retire_at)):
         raise KeyError_(f"key {kid!r}: retire_at must be a Unix time")
     try:
         parsed = jwt.PyJWK(jwk, algorithm=alg)
-    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as e:
-        raise KeyError_(f"key {kid!r}: {e}") from None
+    except Exception as e:  # PyJWT raises KeyError for a member missing, among others
+        raise KeyError_(f"key {kid!r}: {type(e).__name__}: {e}") from None
     key = parsed.key
     if alg == "HS256":
         if len(key) < MIN_SECRET_BYTES:

@@ -68,7 +68,7 @@ def _header(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         header = None
     if not dot or not isinstance(header, dict):
         raise AuthFailure("malformed", "not a JWT")
@@ -133,7 +133,11 @@ class Verifier:
             entitled = Entitlements.from_claim(claims.get("symbols"))
         except EntitlementError as e:
             raise AuthFailure("bad_claim", str(e)) from None
-        return Identity(subject, float(claims["exp"]), entitled, key.kid)
+        try:
+            expires = float(claims["exp"])
+        except (OverflowError, TypeError, ValueError):
+            raise AuthFailure("bad_claim", "exp is not a time") from None
+        return Identity(subject, expires, entitled, key.kid)
 
 
 def issue(

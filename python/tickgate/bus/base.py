@@ -31,8 +31,9 @@ class Interest(Protocol):
         they do not, and nothing is routed or subscribed)."""
         ...
 
-    def taken(self, session: str) -> None:
-        """A client of this edge resumed ``session``: other edges close its old connection."""
+    def taken(self, session: str, subject: str = "") -> None:
+        """A client of this edge (token subject ``subject``) resumed ``session``: other edges
+        close its old connection, if it has the same subject."""
         ...
 
 
@@ -76,5 +77,6 @@ class EdgeSink(Protocol):
     def on_feed(self, state: FeedState) -> None:
         """The ingest's provider feed went down or came back."""
 
-    def on_taken_elsewhere(self, session: str) -> None:
-        """A client on another edge resumed ``session``: its connection here, if any, goes."""
+    def on_taken_elsewhere(self, session: str, subject: str = "") -> None:
+        """A client (of ``subject``) on another edge resumed ``session``: its connection here,
+        if any and if it is the same subject's, goes."""

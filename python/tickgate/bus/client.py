@@ -101,10 +101,12 @@ class BusClient(asyncio.Protocol):
         self._send(json_message(Kind.FETCH, request))
         return True
 
-    def taken(self, session: str) -> None:
-        """This edge's client resumed ``session``: every other edge closes its old connection."""
+    def taken(self, session: str, subject: str = "") -> None:
+        """This edge's client resumed ``session``: every other edge closes its old connection
+        (if it has the same token subject)."""
         if self.joined:
-            self._send(message(Kind.TAKEN, session.encode()))
+            # The subject goes last: one with a NUL in it splits wrong, so matches nothing.
+            self._send(message(Kind.TAKEN, f"{session}\0{subject}".encode()))
 
     # -- SessionLink (the ingest holds the node's sessions) ----------------------------------
 
@@ -228,7 +230,8 @@ class BusClient(asyncio.Protocol):
         elif kind is Kind.CLAIMED:
             self._claimed(body)
         elif kind is Kind.TAKEN_ELSEWHERE:
-            self._edge.on_taken_elsewhere(body.decode())
+            session, _, subject = body.decode().rpartition("\0")
+            self._edge.on_taken_elsewhere(session, subject)
         elif kind is Kind.REFUSED:
             refusal = json.loads(body)
             self._edge.on_refused(refusal["channels"], refusal["reason"])

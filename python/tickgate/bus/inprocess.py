@@ -42,7 +42,7 @@ class InProcessBus:
         done(found)  # subscribing them (the pool's add) follows at once, in this call
         return True
 
-    def taken(self, session: str) -> None:
+    def taken(self, session: str, subject: str = "") -> None:
         pass  # one edge: its hub closed the old connection itself
 
     # ingest -> edge

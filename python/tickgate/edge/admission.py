@@ -149,13 +149,18 @@ class AddressRate:
         self.refused = 0
 
     def allows(self, address: str, now: float | None = None) -> bool:
-        if self._exempt:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                ip = None
-            if ip is not None and any(ip in net for net in self._exempt):
-                return True
+        try:
+            ip: Any = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 client on a dual-stack socket
+        if ip is not None and any(ip in net for net in self._exempt):
+            return True
+        if ip is not None:
+            # IPv6 by /64: one host commonly holds a whole /64, and would otherwise get a
+            # fresh bucket per address it makes up.
+            address = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
         now = time.monotonic() if now is None else now
         allowance, at = self._buckets.pop(address, (self._burst, now))
         allowance = min(self._burst, allowance + (now - at) * self._rate)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import hmac
 import itertools
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,12 +92,20 @@ def bearer(header: str | None) -> str | None:
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
-    return token.strip() if hmac.compare_digest(scheme.lower(), "bearer") else None
+    return token.strip() if scheme.lower() == "bearer" else None  # "bearer" is no secret
 
 
 class EdgeAuth:
-    def __init__(self, verifier: Verifier, config: GatewayConfig, audit: AuditLog | None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        config: GatewayConfig,
+        audit: AuditLog | None,
+        connections: Iterable[ClientConnection] = (),
+    ) -> None:
         self.verifier = verifier
+        # The open connections (to cut off those whose key was taken away on a reload).
+        self._connections = connections
         self._timeout = config.auth_timeout
         self._grace = config.reauth_grace
         self._audit = audit
@@ -134,6 +142,10 @@ class EdgeAuth:
         except AuthFailure as e:
             self.refused(e.reason, address, e.detail)
             return e
+        except Exception as e:  # whatever a crafted token makes a library raise: refused, not a 500
+            failure = AuthFailure("malformed", f"unreadable token ({type(e).__name__})")
+            self.refused(failure.reason, address, failure.detail)
+            return failure
         self.counters.succeeded += 1
         if self._audit is not None:
             self._audit.record("auth", sub=identity.subject, addr=address, ok=True, kid=identity.kid)
@@ -151,12 +163,41 @@ class EdgeAuth:
         """``conn`` came without a token: it has ``auth_timeout`` to send one."""
         self._push(time.monotonic() + self._timeout, _AUTH_DEADLINE, conn, 0.0)
 
-    def authenticated(self, conn: ClientConnection, identity: Identity) -> None:
-        """``conn`` holds ``identity`` from now on; its expiry is watched."""
+    def authenticated(
+        self, conn: ClientConnection, identity: Identity, previous: Identity | None = None
+    ) -> None:
+        """``conn`` holds ``identity`` from now on (in place of ``previous``, on a fresh
+        ``auth``); its expiry is watched."""
         conn.identity = identity
         self._subjects.setdefault(identity.subject, set()).add(conn)
+        if previous is not None and previous.expires == identity.expires:
+            return  # the same expiry (the same token again): the entry watching it stands
         left = identity.expires - time.time()
         self._push(time.monotonic() + max(0.0, left), _EXPIRED, conn, identity.expires)
+
+    def reload(self) -> None:
+        """SIGHUP: the key file now, and what it changes for open connections."""
+        if self.verifier.keys.reload():
+            self.keys_changed(self._connections)
+
+    def keys_changed(self, connections: Iterable[ClientConnection]) -> int:
+        """After a reload: connections whose token's key is gone or retired are told their
+        token expired (a fresh one within the grace period, or closed), as if it had: a key
+        taken out because it leaked stops serving at once. Returns how many."""
+        now, monotonic = time.time(), time.monotonic()
+        keys = self.verifier.keys
+        revoked = 0
+        for conn in list(connections):
+            identity = conn.identity
+            if conn.closed or identity is None:
+                continue
+            key = keys.get(identity.kid)
+            if key is None or key.kid != identity.kid or key.retired(now):
+                revoked += 1
+                cut = Identity(identity.subject, now, identity.entitlements, identity.kid)
+                conn.identity = cut
+                self._push(monotonic, _EXPIRED, conn, cut.expires)
+        return revoked
 
     def forget(self, conn: ClientConnection) -> None:
         """``conn`` is gone."""
@@ -179,7 +220,11 @@ class EdgeAuth:
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + KEYS_POLL_S
-            self.verifier.keys.poll()
+            try:
+                if self.verifier.keys.poll():
+                    self.keys_changed(self._connections)
+            except Exception:  # never at the cost of this second's deadlines
+                log.exception("reading the key file failed")
         due = self._due
         while due and due[0][0] <= now:
             _, _, what, conn, expires = heapq.heappop(due)
@@ -251,7 +296,7 @@ def authenticate(
     if previous is not None and found.subject != previous.subject:
         refuse(conn, hub, "subject_changed", "a fresh token must name the connection's subject")
         return None, None
-    auth.authenticated(conn, found)
+    auth.authenticated(conn, found, previous)
     reply = Reply(type="success", action="auth", subject=found.subject, expires_ms=int(found.expires * 1000))
     if previous is None:
         welcome = Reply(type="welcome", session=hub.session_of(conn), epoch=hub.epoch)

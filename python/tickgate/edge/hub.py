@@ -78,7 +78,7 @@ class _NoInterest:
     ) -> bool:
         return False
 
-    def taken(self, session: str) -> None:
+    def taken(self, session: str, subject: str = "") -> None:
         pass
 
 
@@ -129,7 +129,7 @@ class EdgeHub:
         self.audit = AuditLog(config.audit_dir, config.audit_keep_days) if config.audit_dir else None
         verifier = make_verifier(config)
         #: Client tokens (None: ``auth = "none"``, anyone may connect).
-        self.auth = EdgeAuth(verifier, config, self.audit) if verifier is not None else None
+        self.auth = EdgeAuth(verifier, config, self.audit, self.connections) if verifier is not None else None
         self._refusal_log = LogThrottle(log)
         # Connections that need the ticker: in batch mode, or paused (lag deadline).
         self._timed: set[ClientConnection] = set()
@@ -242,8 +242,10 @@ class EdgeHub:
             conn = handle if handle is not None and handle.session is None else None
         return conn if conn is not None and not conn.closed else None
 
-    def on_taken_elsewhere(self, session: str) -> None:
+    def on_taken_elsewhere(self, session: str, subject: str = "") -> None:
         conn = self.live_connection(session)
+        if conn is not None and (conn.subject or "") != subject:
+            return  # someone else's session: the resume is refused where it was asked
         if conn is not None:
             self.hand_over(conn)
             self.sessions.released(session)

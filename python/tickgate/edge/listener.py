@@ -83,7 +83,7 @@ def _allowed_origins(text: str | None) -> frozenset[str] | None:
     """The configured origins (None: any)."""
     if text is None:
         return None
-    origins = frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    origins = frozenset(o.strip().rstrip("/").lower() for o in text.split(",") if o.strip())
     return None if "*" in origins else origins
 
 
@@ -126,7 +126,7 @@ def make_router(
         if not ops_token:
             return True
         given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {ops_token}".encode())
+        return hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {ops_token}".encode())
 
     def route(request: WSUpgradeRequest, peer: Peer) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
@@ -142,7 +142,7 @@ def make_router(
             if "upgrade" in tokens:
                 headers["Connection"] = "Upgrade"
             origin = headers.get("Origin")
-            if origins is not None and origin is not None and origin not in origins:
+            if origins is not None and origin is not None and origin.lower().rstrip("/") not in origins:
                 hub.counters.origins_refused += 1
                 return _http(403, b"origin not allowed\n", TEXT)
             address = peer[0] if peer else "-"
@@ -150,7 +150,10 @@ def make_router(
                 return _http(429, b"too many new connections from this address\n", TEXT, RETRY_SOON)
             if not hub.admits():
                 return _http(503, b"server full: try again later\n", TEXT, RETRY_AFTER)
-            params = parse_qs(query, max_num_fields=16)
+            try:
+                params = parse_qs(query, max_num_fields=16)
+            except ValueError:
+                return _bad_request("too many query parameters")
             delivery = _delivery(params, hub)
             if isinstance(delivery, str):
                 return _bad_request(delivery)

@@ -100,7 +100,7 @@ def resume(cmd: Resume, conn: ClientConnection, hub: EdgeHub) -> tuple[Reply | N
         record: SessionRecord | None = hub.record_of(old, gone=True)
         hub.hand_over(old)
     else:
-        hub.interest.taken(session)  # it may be open on another edge of the node
+        hub.interest.taken(session, conn.subject or "")  # it may be open on another edge of the node
         record = hub.sessions.take(session)
         if record is None and hub.sessions.shared:
             # Not this process's: another worker's, or from before a restart. Claim it from

@@ -110,7 +110,10 @@ class Edge:
         """SIGHUP: the token keys and the TLS certificate are read again (new connections use
         the new certificate; a file that does not load leaves the old one in use)."""
         if self.hub.auth is not None:
-            self.hub.auth.verifier.keys.reload()
+            try:
+                self.hub.auth.reload()
+            except Exception:  # the certificate below is still reloaded
+                log.exception("reloading the token keys failed")
         if self.tls is not None and self.config.tls_cert and self.config.tls_key:
             try:
                 self.tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)

@@ -31,4 +31,6 @@ class SessionIds:
             conn_id = int(raw, 16)
         except ValueError:
             return None
-        return conn_id if hmac.compare_digest(tag, self._tag(conn_id)) else None
+        # Bytes: compare_digest refuses str with characters past ASCII (a client's text).
+        ok = hmac.compare_digest(tag.encode("utf-8", "replace"), self._tag(conn_id).encode())
+        return conn_id if ok else None
