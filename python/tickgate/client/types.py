@@ -43,7 +43,8 @@ class _Update(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     @property
     def kind(self) -> str:
-        raise NotImplementedError
+        """The channel's type: the struct's tag (``quote``, ``tick``, ``depth``), a kline's cycle."""
+        return str(self.__struct_config__.tag)
 
 
 class Quote(_Update, frozen=True, kw_only=True, tag="quote"):
@@ -57,10 +58,6 @@ class Quote(_Update, frozen=True, kw_only=True, tag="quote"):
     volume: float | None = None
     turnover: float | None = None
     status: int = 0
-
-    @property
-    def kind(self) -> str:
-        return "quote"
 
 
 class Tick(_Update, frozen=True, kw_only=True, tag="tick"):
@@ -76,10 +73,6 @@ class Tick(_Update, frozen=True, kw_only=True, tag="tick"):
     change: float | None = None
     change_percent: float | None = msgspec.field(default=None, name="changePercent")
 
-    @property
-    def kind(self) -> str:
-        return "tick"
-
 
 class DepthLevel(msgspec.Struct, frozen=True):
     position: int = msgspec.field(name="po")
@@ -91,10 +84,6 @@ class DepthLevel(msgspec.Struct, frozen=True):
 class Depth(_Update, frozen=True, kw_only=True, tag="depth"):
     asks: list[DepthLevel] = msgspec.field(default_factory=list, name="ask")
     bids: list[DepthLevel] = msgspec.field(default_factory=list, name="bid")
-
-    @property
-    def kind(self) -> str:
-        return "depth"
 
 
 class Kline(_Update, frozen=True, kw_only=True, tag="kline"):

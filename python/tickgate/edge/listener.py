@@ -130,13 +130,8 @@ def make_router(
 
     def route(request: WSUpgradeRequest, peer: Peer) -> WSListener | WSUpgradeResponseWithListener:
         path, _, query = request.path.decode("latin-1").partition("?")
-        if path in WEBSOCKET_PATHS:
-            headers = request.headers
-            if "websocket" not in headers.get("Upgrade", "").lower():
-                if path in page:  # a browser asking for the quote page
-                    body, kind = page[path]
-                    return _http(200, body, kind, PAGE_HEADERS)
-                return _http(426, b"this endpoint speaks WebSocket\n", TEXT)
+        headers = request.headers
+        if path in WEBSOCKET_PATHS and "websocket" in headers.get("Upgrade", "").lower():
             # Browsers send "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade".
             tokens = (t.strip().lower() for t in headers.get("Connection", "").split(","))
             if "upgrade" in tokens:
@@ -184,9 +179,11 @@ def make_router(
             return _http(code, json.dumps(status).encode() + b"\n", "application/json")
         if path == "/metrics":
             return _http(200, metrics(), CONTENT_TYPE)
-        if path in page:
+        if path in page:  # a plain GET of / is a browser asking for the quote page
             body, kind = page[path]
             return _http(200, body, kind, PAGE_HEADERS)
+        if path in WEBSOCKET_PATHS:
+            return _http(426, b"this endpoint speaks WebSocket\n", TEXT)
         if path == DICTIONARY_PATH:
             if zstd_dictionary is None:
                 return _http(
