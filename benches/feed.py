@@ -6,6 +6,9 @@ import json
 import random
 
 T0 = 1731689407000
+#: The frames' receipt time, passed to the core (its event-age check compares with it, never with
+#: the calendar).
+RECV_MS = T0 + 93_000
 
 
 def frames(

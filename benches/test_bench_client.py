@@ -18,12 +18,11 @@ import msgspec
 import pytest
 import zstandard
 
-from benches.feed import frames
+from benches.feed import RECV_MS, frames
 from tickgate import FeedProcessor, proto
 from tickgate.client.connection import Client, _Listener
 from tickgate.edge.zstd_dictionary import builtin_dictionary
 
-RECV_MS = 1731689500000
 _core = FeedProcessor("itick")
 UPDATES = [u for frame in frames(1000) for u in _core.ingest(frame, RECV_MS)[0]]
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import pytest
 
 from benches.baseline_msgspec import MsgspecPipeline
-from benches.feed import frames
+from benches.feed import RECV_MS, frames
 from tickgate import FeedProcessor, SubscriptionIndex
 from tickgate._core import Dispatcher
 
-RECV_MS = 1731689500000
 SINGLE = {kind: frames(1, kinds=(kind,))[0] for kind in ("quote", "tick", "depth", "kline@1")}
 BATCH = frames(1000)
 
@@ -178,14 +177,14 @@ def test_replay_ring_append(benchmark, impl: str) -> None:
         def run() -> int:
             n = 0
             for f in BATCH:
-                n += len(ingest(f)[0])
+                n += len(ingest(f, RECV_MS)[0])
             return n
     else:
 
         def run() -> int:
             n = 0
             for f in BATCH:
-                updates = ingest(f)[0]
+                updates = ingest(f, RECV_MS)[0]
                 append(updates)
                 n += len(updates)
             return n

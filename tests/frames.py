@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 T0 = 1731689407000  # 2024-11-15 16:50:07 UTC
+#: When these frames are taken to have arrived: the core's plausibility check (an event time far
+#: from its receipt is dropped) compares with this, never with the calendar, so the recorded
+#: frames decode the same whatever today's date.
+RECV_MS = T0 + 93_000
 
 GREETING = b'{"code":1,"msg":"Connected Successfully"}'
 AUTH_OK = b'{"code":1,"resAc":"auth","msg":"authenticated","data":{"params":"tok"}}'

@@ -11,22 +11,31 @@ from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tickgate.config import GatewayConfig
 from tickgate.gateway import Gateway
 from tickgate.simulate import ItickSimulator, SimulatorConfig
 
-TIMEOUT = 5.0
+#: How long a test waits for what must happen (a reply, a push, a condition) before it fails.
+#: Only a failing test ever waits this long, so it is generous: a loaded 2-core CI machine can
+#: stall a process for seconds.
+TIMEOUT = 20.0
 TOKEN = "test-token"
 
-#: Short timers so failure paths show within a test's time budget.
+#: Every test gateway's upstream timers: reconnects come at once, but a provider is declared
+#: dead only after seconds of silence, so a loaded machine that stalls the test's event loop
+#: (gateway and simulator share it) does not cut a healthy feed and leave a hole in a stream.
 FAST_UPSTREAM = dict(
-    upstream_ping_interval=0.5,
-    upstream_pong_timeout=0.5,
-    upstream_idle_timeout=2.0,
+    upstream_ping_interval=2.0,
+    upstream_pong_timeout=5.0,
+    upstream_idle_timeout=10.0,
     upstream_backoff_initial=0.05,
     upstream_backoff_max=0.2,
 )
+
+#: For the tests of a silent provider being found: pings every 0.5 s, dead after 0.5 s unanswered.
+FAST_DETECTION = dict(upstream_ping_interval=0.5, upstream_pong_timeout=0.5, upstream_idle_timeout=2.0)
 
 
 async def start_simulator(**overrides: Any) -> ItickSimulator:
@@ -60,11 +69,24 @@ def http_get(url: str) -> tuple[int, str, bytes]:
 async def wait_until(
     predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "condition"
 ) -> None:
+    """Polls ``predicate`` until it holds; fails after ``timeout``. Tests wait on what they
+    need this way, never on a fixed sleep being long enough."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def wait_for_seqs(gw: Gateway, channels: list[str], more: int, timeout: float = TIMEOUT) -> None:
+    """Waits until the gateway has numbered at least ``more`` further updates on each channel:
+    "updates go on meanwhile" as a condition, not as a sleep that a busy machine may not fill."""
+    start = {ch: gw.processor.last_seq(ch) for ch in channels}
+    await wait_until(
+        lambda: all(gw.processor.last_seq(ch) >= start[ch] + more for ch in channels),
+        timeout,
+        f"{more} more updates on {channels}",
+    )
 
 
 class Client:
@@ -133,7 +155,39 @@ class Client:
             if message.get("type") == "stock_quote" and predicate(message):
                 return message
 
+    async def collect_until(
+        self,
+        done: Callable[[list[dict[str, Any]]], object],
+        timeout: float = TIMEOUT,
+        what: str = "messages",
+    ) -> list[dict[str, Any]]:
+        """Every message received until ``done(messages so far)`` holds; fails after ``timeout``."""
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while not done(out):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}; got {out[-5:]}")
+            try:
+                out.append(await self.recv(left))
+            except TimeoutError:
+                raise AssertionError(f"timed out waiting for {what}; got {out[-5:]}") from None
+        return out
+
+    async def close_and_drain(self) -> list[dict[str, Any]]:
+        """Closes cleanly and returns what was still on its way: the server counts everything it
+        sent before the close as delivered, read by the test or not."""
+        await self.ws.close()
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                out.append(json.loads(await self.ws.recv()))
+            except ConnectionClosed:
+                return out
+
     async def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every message for ``seconds``: for a test that samples a stream, never for one that
+        needs a given message to arrive (``collect_until``, ``push``)."""
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:

@@ -15,24 +15,32 @@ from tickgate.auth import EntitlementError, Entitlements
 
 
 def test_lines_are_appended_to_the_days_file_and_old_days_are_pruned(tmp_path: Path) -> None:
+    # The date is the log's clock's, not the calendar's: this runs the same on any day.
+    now = datetime(2026, 11, 30, 23, 41, 7, 123000, tzinfo=UTC)
+    clock = lambda: now.timestamp()  # noqa: E731
     for day in ("2026-08-01", "2026-09-02", "2026-11-29"):
         (tmp_path / f"audit-{day}.jsonl").write_text("{}\n")
     (tmp_path / "unrelated.txt").write_text("kept")
-    log = AuditLog(tmp_path, keep_days=90)
+    log = AuditLog(tmp_path, keep_days=90, clock=clock)
     log.record("auth", sub="alice", addr="127.0.0.1:5", ok=True, reason=None)
     log.record("disconnect", sub="alice", code=1000)
     log.flush()
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    lines = [json.loads(x) for x in (tmp_path / f"audit-{today}.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "audit-2026-11-30.jsonl").read_text().splitlines()]
     assert [x["event"] for x in lines] == ["auth", "disconnect"]
-    assert "reason" not in lines[0] and lines[0]["ts"].endswith("Z")
+    assert "reason" not in lines[0] and lines[0]["ts"] == "2026-11-30T23:41:07.123Z"
     # A second process appends to the same file rather than replacing it.
-    other = AuditLog(tmp_path)
+    other = AuditLog(tmp_path, clock=clock)
     other.record("subscribe", sub="bob", channels=["AAPL$US:quote"])
     other.flush()
-    assert len((tmp_path / f"audit-{today}.jsonl").read_text().splitlines()) == 3
-    # Opening the day's file removed what is past 90 days (the test runs after 2026-10-30).
+    assert len((tmp_path / "audit-2026-11-30.jsonl").read_text().splitlines()) == 3
+    # Opening the day's file removed what is past 90 days (before 2026-09-01).
     assert not (tmp_path / "audit-2026-08-01.jsonl").exists()
+    assert (tmp_path / "audit-2026-09-02.jsonl").exists()
+    # Past midnight the next day's file is opened, and the prune runs again.
+    now = datetime(2026, 12, 1, 0, 0, 0, 500000, tzinfo=UTC)
+    log.record("connect", sub="carol")
+    log.flush()
+    assert json.loads((tmp_path / "audit-2026-12-01.jsonl").read_text())["event"] == "connect"
     removed = {p.name for p in log.prune(datetime(2027, 1, 1, tzinfo=UTC))}
     assert removed == {"audit-2026-09-02.jsonl"}
     assert (tmp_path / "audit-2026-11-29.jsonl").exists() and (tmp_path / "unrelated.txt").exists()

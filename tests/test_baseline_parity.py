@@ -10,7 +10,7 @@ import pytest
 
 from tickgate import FeedProcessor
 
-from frames import DEPTH, KLINE_FLAT, KLINE_NESTED, QUOTE, TICK, quote, tick
+from frames import DEPTH, KLINE_FLAT, KLINE_NESTED, QUOTE, RECV_MS, TICK, quote, tick
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benches.baseline_msgspec import MsgspecPipeline
@@ -29,7 +29,7 @@ def test_baseline_emits_the_same_json_as_the_core() -> None:
     ]
     for frame in frames:
         # A receive time just after the fixtures' event times (far from it would be implausible).
-        (u,), _ = core.ingest(frame, 1_731_689_500_000)
+        (u,), _ = core.ingest(frame, RECV_MS)
         framed = baseline.process(frame, 1_731_689_500_000)
         assert framed is not None
         assert framed[0] == 0x81

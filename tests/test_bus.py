@@ -22,7 +22,7 @@ from tickgate.bus.server import BusServer
 from tickgate.bus.wire import BusProtocolError, Kind, Reader, message
 from tickgate.upstream.pool import SubscriptionPool
 
-from frames import QUOTE, TICK, quote, tick
+from frames import QUOTE, RECV_MS, TICK, quote, tick
 
 
 class RecordingEdge:
@@ -85,7 +85,7 @@ def _updates(*frames: str) -> list[Any]:
     processor = FeedProcessor("itick", epoch="epoch-1")
     out = []
     for frame in frames:
-        out.extend(processor.ingest(frame)[0])
+        out.extend(processor.ingest(frame, RECV_MS)[0])
     return out
 
 

@@ -18,7 +18,7 @@ from tickgate.edge import commands
 from tickgate.edge.hub import EdgeHub, make_dispatcher
 from tickgate.edge.replies import ErrorReply, Reply
 
-from frames import QUOTE, TICK, quote, tick
+from frames import QUOTE, RECV_MS, TICK, quote, tick
 
 LIMIT = 6
 
@@ -36,7 +36,7 @@ class FakeInterest:
     def fetch(self, channels: list[str], since: dict[str, int], done: Any, admit: int | None = None) -> bool:
         return False  # no ingest behind this hub: no history to ask
 
-    def taken(self, session: str) -> None:
+    def taken(self, session: str, subject: str = "") -> None:
         pass
 
 
@@ -402,7 +402,9 @@ async def test_publish_fans_out_to_each_subscriber_only(aenv: Setup) -> None:
     ]
     processor = FeedProcessor("itick")
     updates = (
-        processor.ingest(QUOTE)[0] + processor.ingest(TICK)[0] + processor.ingest(quote("AAPL.US", 226.0))[0]
+        processor.ingest(QUOTE, RECV_MS)[0]
+        + processor.ingest(TICK, RECV_MS)[0]
+        + processor.ingest(quote("AAPL.US", 226.0), RECV_MS)[0]
     )
     assert [u.channel for u in updates] == ["AAPL$US:quote", "AAPL$US:tick", "AAPL$US:quote"]
     aenv.hub.publish(updates)
@@ -424,7 +426,7 @@ async def test_publish_fans_out_to_each_subscriber_only(aenv: Setup) -> None:
     assert aenv.interest.calls[2:] == [("remove", ["AAPL$US:tick"])]
     aenv.hub.detach(b)  # type: ignore[arg-type]
     assert aenv.interest.calls[3:] == [("remove", ["AAPL$US:quote"])]
-    aenv.hub.publish(processor.ingest(tick("AAPL$US", 225.3, 50))[0])
+    aenv.hub.publish(processor.ingest(tick("AAPL$US", 225.3, 50), RECV_MS)[0])
     assert aenv.dispatcher.flush() == []
 
 
@@ -433,7 +435,7 @@ async def test_hub_flush_writes_one_buffer_per_connection(aenv: Setup) -> None:
     aenv.handle(a, {"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
     processor = FeedProcessor("itick")
     for i in range(3):
-        aenv.hub.publish(processor.ingest(quote("AAPL$US", 100.0 + i))[0])
+        aenv.hub.publish(processor.ingest(quote("AAPL$US", 100.0 + i), RECV_MS)[0])
     aenv.hub.flush()
     assert len(a.written) == 1
     assert [m["data"]["seq"] for m in pushes(a.written[0])] == [1, 2, 3]
@@ -445,8 +447,8 @@ async def test_leaving_batch_mode_sends_what_was_pending_as_pushes(aenv: Setup) 
     assert aenv.handle(a, {"action": "set_mode", "mode": "batch", "interval_ms": 60_000}).mode == "batch"
     processor = FeedProcessor("itick")
     for i in range(3):
-        aenv.hub.publish(processor.ingest(quote("AAPL$US", 100.0 + i))[0])
-        aenv.hub.publish(processor.ingest(tick("AAPL$US", 100.0 + i, 10))[0])
+        aenv.hub.publish(processor.ingest(quote("AAPL$US", 100.0 + i), RECV_MS)[0])
+        aenv.hub.publish(processor.ingest(tick("AAPL$US", 100.0 + i, 10), RECV_MS)[0])
     assert aenv.dispatcher.flush() == []  # held for the batch
     reply = aenv.handle(a, {"action": "set_mode", "mode": "immediate"})
     assert as_json(reply) == {"type": "success", "action": "set_mode", "mode": "immediate"}
@@ -463,7 +465,7 @@ async def test_a_failing_write_drops_only_that_connection(aenv: Setup) -> None:
     for conn in (a, b):
         aenv.handle(conn, {"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
     a.broken = True
-    aenv.hub.publish(FeedProcessor("itick").ingest(QUOTE)[0])
+    aenv.hub.publish(FeedProcessor("itick").ingest(QUOTE, RECV_MS)[0])
     aenv.hub.flush()
     assert a.aborted and not b.aborted
     assert [m["data"]["seq"] for m in pushes(b.written[0])] == [1]
@@ -477,7 +479,7 @@ async def test_backpressure_reported_from_inside_a_write_pauses_the_connection(a
         aenv.handle(conn, {"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote", "tick"]})
     a.on_write = lambda: aenv.hub.paused(a, True)  # type: ignore[arg-type]
     processor = FeedProcessor("itick")
-    aenv.hub.publish(processor.ingest(QUOTE)[0])
+    aenv.hub.publish(processor.ingest(QUOTE, RECV_MS)[0])
     aenv.hub.flush()
     assert not a.aborted
     assert a.paused
@@ -485,8 +487,8 @@ async def test_backpressure_reported_from_inside_a_write_pauses_the_connection(a
     # While paused, a's updates are conflated and held; b gets everything.
     a.on_write = None
     for i in range(3):
-        aenv.hub.publish(processor.ingest(quote("AAPL$US", 200.0 + i))[0])
-    aenv.hub.publish(processor.ingest(TICK)[0])
+        aenv.hub.publish(processor.ingest(quote("AAPL$US", 200.0 + i), RECV_MS)[0])
+    aenv.hub.publish(processor.ingest(TICK, RECV_MS)[0])
     aenv.hub.flush()
     assert len(a.written) == 1
     assert [m["data"]["seq"] for m in pushes(b"".join(b.written))] == [1, 2, 3, 4, 1]

@@ -17,14 +17,11 @@ from frames import (
     PONG_NUM,
     PONG_STR,
     QUOTE,
+    RECV_MS,
     SUBSCRIBE_LIMIT,
     SUBSCRIBE_OK,
     TICK,
 )
-
-#: A receive time just after the fixtures' event times (an update stamped far from its receipt
-#: is dropped as implausible).
-RECV_MS = 1_731_689_500_000
 
 
 def one(frame: bytes | str) -> Update | ControlEvent:
@@ -112,7 +109,7 @@ def test_symbol_spellings(spelling: str) -> None:
 def test_accepts_str_bytearray_and_memoryview() -> None:
     p = FeedProcessor("itick")
     for frame in (TICK, TICK.decode(), bytearray(TICK), memoryview(TICK)):
-        (u,), _ = p.ingest(frame)
+        (u,), _ = p.ingest(frame, RECV_MS)
         assert isinstance(u, Update)
     with pytest.raises(TypeError):
         p.ingest(12345)  # type: ignore[arg-type]
@@ -158,7 +155,7 @@ def test_oversize_frame_is_refused() -> None:
 def test_batch_keeps_going_past_bad_frames() -> None:
     p = FeedProcessor("itick")
     updates, controls, errors = p.ingest_many(
-        [GREETING, b"{garbage", QUOTE, b'{"code":1,"data":{"s":"X","type":"tick"}}', TICK]
+        [GREETING, b"{garbage", QUOTE, b'{"code":1,"data":{"s":"X","type":"tick"}}', TICK], RECV_MS
     )
     assert [u.kind for u in updates] == ["quote", "tick"]
     assert [c.kind for c in controls] == ["connected"]
@@ -178,7 +175,7 @@ def test_bad_frame_leaves_state_untouched() -> None:
     p = FeedProcessor("itick")
     with pytest.raises(DecodeError):
         p.ingest(b'{"code":1,"data":{"s":"AAPL$US","ld":"x","type":"tick"}}')
-    (u,), _ = p.ingest(TICK)
+    (u,), _ = p.ingest(TICK, RECV_MS)
     assert u.seq == 1
 
 
@@ -201,7 +198,7 @@ def test_helpers() -> None:
 
 def test_batch_keeps_its_updates_when_an_item_is_not_a_frame() -> None:
     p = FeedProcessor("itick")
-    updates, _, bad = p.ingest_many([QUOTE, 42, "\ud800", QUOTE])  # type: ignore[list-item]
+    updates, _, bad = p.ingest_many([QUOTE, 42, "\ud800", QUOTE], RECV_MS)  # type: ignore[list-item]
     assert all(isinstance(e, FrameError) for e in bad)
     assert [(e.index, e.code) for e in bad] == [(1, "invalid_frame"), (2, "invalid_json")]
     assert all(isinstance(u, Update) for u in updates)

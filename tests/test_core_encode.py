@@ -9,14 +9,14 @@ import pytest
 import tickgate
 from tickgate import FeedProcessor, Update, proto
 
-from frames import DEPTH, KLINE_NESTED, QUOTE, TICK
+from frames import DEPTH, KLINE_NESTED, QUOTE, RECV_MS, TICK
 
 
 def updates(*frames: bytes) -> list[Update]:
     p = FeedProcessor("itick", epoch="e1")
     out = []
     for f in frames:
-        (u,), _ = p.ingest(f, 1_731_689_500_000)
+        (u,), _ = p.ingest(f, RECV_MS)
         assert isinstance(u, Update)
         out.append(u)
     return out

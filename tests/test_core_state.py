@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from tickgate import FeedProcessor, Update
 
-from frames import QUOTE, T0, TICK, quote, tick
+from frames import QUOTE, RECV_MS, T0, TICK, quote, tick
 
 DAY = 86_400_000
 
 
 def ingest(p: FeedProcessor, frame: bytes) -> Update:
-    (u,), _ = p.ingest(frame)
+    (u,), _ = p.ingest(frame, RECV_MS)
     assert isinstance(u, Update)
     return u
 

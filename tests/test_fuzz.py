@@ -30,7 +30,7 @@ from tickgate.edge import commands
 from tickgate.edge.replies import ErrorReply
 from tickgate.errors import ErrorCode
 
-from frames import DEPTH, QUOTE, TICK
+from frames import DEPTH, QUOTE, RECV_MS, TICK
 
 FUZZ = settings(max_examples=int(os.environ.get("TICKGATE_FUZZ_EXAMPLES", "300")), deadline=None)
 
@@ -116,7 +116,7 @@ provider_frames = (
 def test_the_core_decoder_takes_any_frame_or_refuses_it_cleanly(frame: bytes, provider: str) -> None:
     core = FeedProcessor("itick")
     try:
-        updates, _controls = core.ingest(frame, 1731689500000, provider=provider)
+        updates, _controls = core.ingest(frame, RECV_MS, provider=provider)
     except DecodeError as e:
         assert str(e)
         return

@@ -13,7 +13,12 @@ from gatewaykit import TOKEN, Client, channel_of, http_get, start_gateway, start
 from tickgate.upstream import UpstreamState
 from tickgate.upstream.backoff import Backoff
 
-QUOTE = b'{"code":1,"data":{"s":"AAPL.US","ld":1.5,"t":1731689407000,"type":"quote"}}'
+
+def quote_now(symbol: str = "AAPL.US", last: float = 1.5) -> bytes:
+    """A quote stamped now, as a live provider's is (a fixed date would one day be too old for
+    the gateway's event-age check)."""
+    t = int(time.time() * 1000)
+    return json.dumps({"code": 1, "data": {"s": symbol, "ld": last, "t": t, "type": "quote"}}).encode()
 
 
 async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
@@ -214,11 +219,12 @@ class _FragmentingProvider(WSListener):
     """An iTick-protocol provider that splits a market message into three WebSocket frames."""
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        quote = quote_now()
         transport.send(WSMsgType.TEXT, b'{"code":1,"msg":"Connected Successfully"}')
         transport.send(WSMsgType.TEXT, b'{"code":1,"resAc":"auth","msg":"authenticated"}')
-        transport.send(WSMsgType.TEXT, QUOTE[:20], fin=False)
-        transport.send(WSMsgType.CONTINUATION, QUOTE[20:40], fin=False)
-        transport.send(WSMsgType.CONTINUATION, QUOTE[40:], fin=True)
+        transport.send(WSMsgType.TEXT, quote[:20], fin=False)
+        transport.send(WSMsgType.CONTINUATION, quote[20:40], fin=False)
+        transport.send(WSMsgType.CONTINUATION, quote[40:], fin=True)
 
 
 async def test_fragmented_provider_messages_are_reassembled() -> None:
@@ -252,7 +258,7 @@ async def test_feed_api_pushes_a_services_own_frames() -> None:
     try:
         c = await Client.connect(gw)
         await c.request({"action": "subscribe", "symbols": ["OWN$US"], "types": ["quote"]})
-        sent = gw.feed(b'{"code":1,"data":{"s":"OWN.US","ld":12.5,"t":1731689407000,"type":"quote"}}')
+        sent = gw.feed(quote_now("OWN.US", 12.5))
         assert sent == 1
         push = await c.push()
         assert push["data"]["lastDealPrice"] == 12.5

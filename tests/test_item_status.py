@@ -9,7 +9,7 @@ import asyncio
 import time
 from typing import Any
 
-from gatewaykit import Client, start_gateway, start_simulator, wait_until
+from gatewaykit import FAST_DETECTION, Client, start_gateway, start_simulator, wait_until
 from tickgate.upstream.base import UpstreamState
 
 SUBSCRIBE = {"action": "subscribe", "symbols": ["AAPL$US", "MSFT$US"], "types": ["quote"]}
@@ -77,16 +77,16 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
 
 async def test_a_frozen_provider_is_found_and_its_channels_go_stale_then_come_back() -> None:
     sim = await start_simulator()
-    gw = await start_gateway(sim)  # pings every 0.5 s, pong timeout 0.5 s (FAST_UPSTREAM)
+    gw = await start_gateway(sim, **FAST_DETECTION)
     try:
         c = await Client.connect(gw)
         await c.request(SUBSCRIBE)
         await c.push()
-        frozen_at = time.monotonic()
         sim.freeze()
         status, _ = await next_status(c)
         assert status["state"] == "stale" and status["reason"] == "provider_silent", status
-        assert time.monotonic() - frozen_at < 3.0
+        # Found by a liveness rule (the missed pong, or nothing received), not by the 300 s
+        # data timeout; how fast is benches/upstream_faults.py's to measure, not a test's.
         assert (
             "pong" in gw.upstream.status()["last_error"] or "received" in gw.upstream.status()["last_error"]
         )

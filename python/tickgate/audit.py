@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,15 @@ _encode = msgspec.json.Encoder().encode
 
 
 class AuditLog:
-    def __init__(self, directory: str | Path, keep_days: int = 90) -> None:
+    def __init__(
+        self, directory: str | Path, keep_days: int = 90, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock``: seconds since the epoch; it stamps the lines and names the day's file (a
+        test sets the date through it)."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.keep_days = keep_days
+        self._clock = clock
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._day = ""
@@ -68,8 +74,7 @@ class AuditLog:
 
     def record(self, event: str, **fields: Any) -> None:
         """One event; fields that are None are left out."""
-        now = time.time()
-        line = {"ts": _timestamp(now), "event": event}
+        line = {"ts": _timestamp(self._clock()), "event": event}
         line.update((k, v) for k, v in fields.items() if v is not None)
         data = _encode(line) + b"\n"
         if self._pending_bytes + len(data) > MAX_PENDING_BYTES:
@@ -92,7 +97,7 @@ class AuditLog:
         lines = len(self._pending)
         self._pending.clear()
         try:
-            fd = self._file(datetime.now(UTC).strftime("%Y-%m-%d"))
+            fd = self._file(self._today().strftime("%Y-%m-%d"))
             done = os.write(fd, data)
         except OSError as e:
             done = 0
@@ -123,7 +128,7 @@ class AuditLog:
 
     def prune(self, today: datetime | None = None) -> list[Path]:
         """Removes the day files older than ``keep_days``; returns what it removed."""
-        oldest = ((today or datetime.now(UTC)) - timedelta(days=self.keep_days)).strftime("%Y-%m-%d")
+        oldest = ((today or self._today()) - timedelta(days=self.keep_days)).strftime("%Y-%m-%d")
         removed = []
         for path in self.directory.iterdir():
             m = _NAME.match(path.name)
@@ -132,6 +137,9 @@ class AuditLog:
                     path.unlink()
                     removed.append(path)
         return removed
+
+    def _today(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
 
 def _timestamp(now: float) -> str:
