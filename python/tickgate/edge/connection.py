@@ -58,6 +58,7 @@ class ClientConnection(WSListener):
         "_address",
         "_allowance",
         "_assembler",
+        "_client_closed",
         "_delivery",
         "_held",
         "_raw",
@@ -102,6 +103,8 @@ class ClientConnection(WSListener):
         #: The socket transport under the WebSocket layer (set when connected).
         self._raw: Any = None
         self.closed = False
+        # The client sent its close frame: our echo ends the handshake (see ``close``).
+        self._client_closed = False
         #: The socket's buffer is over the soft cap (the dispatcher conflates meanwhile).
         self.paused = False
         # Made only when a message comes in fragments: most clients never send one, and at
@@ -197,7 +200,12 @@ class ClientConnection(WSListener):
             if not self.closed:
                 self._request(message, binary)
         elif kind is WSMsgType.CLOSE:
+            if self.closed:
+                # The client's answer to our close: the handshake is done, nothing is left unread.
+                transport.disconnect()
+                return
             code = frame.get_close_code()
+            self._client_closed = True
             self.ended = (int(code), "closed by the client")
             # picows does not answer a peer's close itself; echo it (never code 0 on the wire).
             self.close(WSCloseCode.OK if code == WSCloseCode.NO_INFO else code, "")
@@ -329,9 +337,15 @@ class ClientConnection(WSListener):
     def close(
         self, code: WSCloseCode = WSCloseCode.GOING_AWAY, reason: str = "", reset_after: bool = False
     ) -> None:
-        """Sends a close frame and lets the client go. Its subscriptions are released at once; a
-        client that has not drained what is queued within the grace period is reset (RST), so
-        no megabytes of unsent data linger in the kernel after it."""
+        """Sends a close frame and lets the client go. Its subscriptions are released at once.
+
+        When the gateway closes first, the socket stays open (what the client still sends is
+        read and dropped) until the client's close frame answers, as RFC 6455 7.1.1 asks:
+        closing a socket with unread data makes the kernel send a reset, and a reset can discard
+        our close frame in the client's kernel before the client reads it, so the client would
+        never learn why (1008, 4001...). A client that does not answer, or has not drained what
+        is queued, within the grace period is cut off (reset if data is still waiting, so no
+        megabytes of unsent data linger in the kernel after it)."""
         if self.closed or self.transport is None:
             return
         queued = self.hub.dispatcher.take_outbox(self.id) if self.id else None
@@ -342,10 +356,20 @@ class ClientConnection(WSListener):
         self.closed = True
         transport = self.transport
         transport.send_close(code, reason.encode()[:123])
-        transport.disconnect()
         self.hub.detach(self)
+        if self._client_closed:
+            transport.disconnect()  # the client closed first: the handshake ends with our echo
+            if self._raw.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._reset)
+        else:
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._end_close)
+
+    def _end_close(self) -> None:
+        """The grace after our close frame is over and the client has not answered."""
         if self._raw.get_write_buffer_size():
-            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._reset)
+            self._reset()
+        elif self.transport is not None:
+            self.transport.disconnect()
 
     def _reset(self) -> None:
         transport = self.transport
