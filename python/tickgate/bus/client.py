@@ -66,6 +66,7 @@ class BusClient(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
         self.joined = False
+        self._joined_event = asyncio.Event()
         self._stopping = False
         #: The node-wide view the ingest last sent (empty until the first one).
         self.node: dict[str, Any] = {}
@@ -73,6 +74,14 @@ class BusClient(asyncio.Protocol):
         self._fetches: dict[int, FoundCallback] = {}
         self._claims: dict[int, ClaimCallback] = {}
         self._request_ids = 0
+
+    async def wait_joined(self, timeout: float) -> bool:
+        """Whether an ingest welcomed this edge within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._joined_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # -- Interest ----------------------------------------------------------------------------
 
@@ -210,6 +219,7 @@ class BusClient(asyncio.Protocol):
             log.warning("lost the ingest on the bus (%s); re-joining", exc or "closed")
             self._edge.on_ingest(IngestState(up=False, epoch="", reason=StaleReason.INGEST_DOWN))
         self.joined = False
+        self._joined_event.clear()
         fetches, self._fetches = self._fetches, {}
         for done in fetches.values():
             done(None)
@@ -241,6 +251,7 @@ class BusClient(asyncio.Protocol):
                 log.info("re-joined the ingest (epoch %s)", welcome["epoch"])
             self.rejoins += 1
             self.joined = True
+            self._joined_event.set()
             channels = self._channels()
             if channels:
                 self._send(channels_message(Kind.ADD, channels))

@@ -27,6 +27,8 @@ log = logging.getLogger("tickgate.node")
 _PR_SET_PDEATHSIG = 1
 #: How long a stopping ingest waits for edges stopping at the same time to leave the bus.
 EDGES_GRACE_S = 3.0
+#: How long a starting edge waits for the ingest's welcome before it takes clients anyway.
+JOIN_TIMEOUT_S = 10.0
 
 
 def _prepare(config: GatewayConfig, name: str) -> None:
@@ -118,6 +120,13 @@ async def _edge(
         return node_stats(worker, own(), bus.node, bus.joined)
 
     bus.start()
+    # Clients are taken once the ingest has said its epoch: a welcome names it (docs/protocol.md),
+    # and a resume is judged against it. The supervisor started the ingest first, so this is a
+    # matter of milliseconds; an ingest that does not answer is the bus's to re-join meanwhile.
+    if not await bus.wait_joined(JOIN_TIMEOUT_S):
+        log.warning(
+            "edge %s: no ingest on the bus after %.0f s; taking clients anyway", worker, JOIN_TIMEOUT_S
+        )
     await edge.start(
         lambda: health_of(stats(), edge.hub.epoch), make_renderer(stats), port=port, reuse_port=True
     )
