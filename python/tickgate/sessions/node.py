@@ -76,8 +76,12 @@ class NodeSessions:
         try:
             record, answered = await asyncio.wait_for(asyncio.shield(answer), CLAIM_TIMEOUT_S)
         except TimeoutError:
-            answer.cancel()
-            raise SessionStoreUnavailable("the ingest did not answer in time") from None
+            if not answer.done():
+                answer.cancel()  # an answer from now on goes back to the ingest (``done``)
+                raise SessionStoreUnavailable("the ingest did not answer in time") from None
+            # Answered in the loop turn the wait gave up in (after a stall): the record is
+            # this edge's now, so it is used rather than lost.
+            record, answered = answer.result()
         if not answered:
             raise SessionStoreUnavailable("the ingest went away")
         return record
