@@ -177,13 +177,17 @@ class Client:
     async def close_and_drain(self) -> list[dict[str, Any]]:
         """Closes cleanly and returns what was still on its way: the server counts everything it
         sent before the close as delivered, read by the test or not."""
-        await self.ws.close()
+        # Read while closing: a client whose receive queue is full (websockets' max_queue) stops
+        # reading the socket, never sees the server's close frame and drops what was coming.
+        closing = asyncio.get_running_loop().create_task(self.ws.close())
         out: list[dict[str, Any]] = []
-        while True:
-            try:
+        try:
+            while True:
                 out.append(json.loads(await self.ws.recv()))
-            except ConnectionClosed:
-                return out
+        except ConnectionClosed:
+            pass
+        await closing
+        return out
 
     async def collect(self, seconds: float) -> list[dict[str, Any]]:
         """Every message for ``seconds``: for a test that samples a stream, never for one that

@@ -13,8 +13,9 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gatewaykit import Client, http_get, start_gateway, wait_until
+from gatewaykit import TIMEOUT, Client, http_get, start_gateway, wait_until
 from tickgate.auth import KeyRing, issue, rotate
+from tickgate.edge.auth import _GRACE_OVER
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 KEYS = KeyRing.from_secret(SECRET)
@@ -48,6 +49,12 @@ async def closed_with(client: Client) -> tuple[int, str, list[dict[str, object]]
     rcvd = closed.value.rcvd
     assert rcvd is not None
     return rcvd.code, rcvd.reason, seen
+
+
+def in_grace(gw, conn) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``conn``'s grace period after a ``token_expired`` is still running (its deadline
+    not yet taken off the gateway's heap by the once-a-second sweep)."""
+    return any(what == _GRACE_OVER and c is conn for _, _, what, c, _ in gw.hub.auth._due)
 
 
 async def test_a_token_at_the_handshake_or_in_an_auth_message_lets_a_client_in() -> None:
@@ -121,11 +128,11 @@ async def test_bad_tokens_at_the_handshake_get_401_with_the_reason() -> None:
 
 
 async def test_no_token_in_time_a_command_first_or_a_bad_auth_message_close_with_4001() -> None:
-    gw = await jwt_gateway(auth_timeout=0.5)
+    # The eager and lying clients must be read before auth_timeout runs out (else they too are
+    # closed for "no token in time"): it is long, and the silent client waits it out meanwhile.
+    gw = await jwt_gateway(auth_timeout=4.0)
     try:
         silent = await Client.connect(gw, welcome=False)
-        code, reason, seen = await closed_with(silent)
-        assert (code, reason, seen) == (4001, "unauthenticated: no token in time", [])
         eager = await Client.connect(gw, welcome=False)
         await eager.send(US)
         code, reason, seen = await closed_with(eager)
@@ -136,6 +143,8 @@ async def test_no_token_in_time_a_command_first_or_a_bad_auth_message_close_with
         code, reason, seen = await closed_with(liar)
         assert (code, reason) == (4001, "unauthenticated: expired")
         assert seen == [{"type": "error", "code": "unauthenticated", "msg": "expired: Signature has expired"}]
+        code, reason, seen = await closed_with(silent)
+        assert (code, reason, seen) == (4001, "unauthenticated: no token in time", [])
         assert gw.stats()["auth_failed"] == {"timeout": 1, "no_token": 1, "expired": 1}
     finally:
         await gw.stop()
@@ -166,23 +175,29 @@ async def test_entitlements_refuse_symbols_outside_the_tokens_claim() -> None:
 
 
 async def test_an_expiring_token_is_renewed_in_the_grace_period_or_the_client_is_closed() -> None:
-    gw = await jwt_gateway(jwt_leeway=0.0, reauth_grace=1.0)
+    # Both timers are what the clients must beat, so neither is short: a token's exp is whole
+    # seconds (ttl 4: valid 3 to 4 s, to connect and subscribe), and the grace (3 s) is the time
+    # to answer token_expired with a fresh token.
+    gw = await jwt_gateway(jwt_leeway=0.0, reauth_grace=3.0)
     try:
-        renews = await Client.connect(gw, token=token("alice", ttl=1.5))
-        lapses = await Client.connect(gw, token=token("bob", ttl=1.5))
+        renews = await Client.connect(gw, token=token("alice", ttl=4))
+        lapses = await Client.connect(gw, token=token("bob", ttl=4))
         for c in (renews, lapses):
             await c.request(US)
-        expired = await renews.reply(timeout=4)
+        expired = await renews.reply()
         assert expired["type"] == "error" and expired["code"] == "token_expired"
         reply = await renews.request({"action": "auth", "token": token("alice", ttl=3600)})
         assert reply["type"] == "success" and reply["subject"] == "alice"
-        assert (await lapses.reply(timeout=4))["code"] == "token_expired"
+        assert (await lapses.reply())["code"] == "token_expired"
         code, reason, _ = await closed_with(lapses)
         assert (code, reason) == (4001, "token_expired: no fresh token in time")
-        # The renewed client keeps streaming past the grace period.
-        await asyncio.sleep(1.2)
+        # The renewed client keeps streaming past the grace period (its deadline came and went).
+        conn = gw.hub.live_connection(renews.welcome["session"])
+        assert conn is not None
+        await wait_until(lambda: not in_grace(gw, conn), what="the renewed client's grace period over")
         renews.pushes.clear()
         await renews.push()
+        assert not conn.closed
         # A fresh token must name the same subject.
         await renews.send({"action": "auth", "token": token("mallory")})
         code, reason, _ = await closed_with(renews)
@@ -226,14 +241,18 @@ async def test_rotated_keys_keep_old_tokens_valid_for_the_grace_then_refuse_them
     try:
         first = await Client.connect(gw, token=old)
         await first.close()
-        new_kid = rotate(keys, "EdDSA", grace_s=2.0)
+        # The old key retires at a whole second 3 to 4 s away: time to show its tokens still let
+        # clients in.
+        new_kid = rotate(keys, "EdDSA", grace_s=4.0)
         new = issue(KeyRing.from_file(keys), "alice", 3600)
         assert jwt.get_unverified_header(new)["kid"] == new_kid
         gw.edge.reload()  # what SIGHUP does; without it the file is polled every 2 s
         for t in (old, new):
             c = await Client.connect(gw, token=t)
             await c.close()
-        await asyncio.sleep(2.1)  # the old key's grace is over
+        old_key = gw.hub.auth.verifier.keys.get(jwt.get_unverified_header(old)["kid"])
+        assert old_key is not None and old_key.retire_at is not None
+        await wait_until(lambda: old_key.retired(time.time()), what="the old key's grace over")
         status, body = await refused_status(gw, token=old)
         assert (status, body) == (401, b"unauthenticated: unknown_kid\n")
         c = await Client.connect(gw, token=new)
@@ -343,7 +362,7 @@ async def test_hostile_tokens_and_headers_are_refused_cleanly(tmp_path: Path) ->
                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                 b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
             )
-            line = await asyncio.wait_for(reader.readline(), 5)
+            line = await asyncio.wait_for(reader.readline(), TIMEOUT)
             writer.close()
             return int(line.split()[1])
 
@@ -374,7 +393,7 @@ async def test_connections_on_a_key_taken_out_of_the_file_are_cut_off(tmp_path: 
         data["keys"] = [k for k in json.loads(keys.read_text())["keys"] if k["kid"] != data["keys"][0]["kid"]]
         keys.write_text(json.dumps(data))
         gw.edge.reload()
-        assert (await c.reply(timeout=3))["code"] == "token_expired"
+        assert (await c.reply())["code"] == "token_expired"
         code, reason, _ = await closed_with(c)
         assert (code, reason) == (4001, "token_expired: no fresh token in time")
         # A key entry PyJWT cannot read is refused like any broken file.

@@ -9,7 +9,7 @@ import itertools
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -45,27 +45,26 @@ async def recv_raw(ws: Any, timeout: float) -> tuple[float, str]:
     return time.monotonic(), data
 
 
-async def collect_batches(c: Client, seconds: float, first_timeout: float = 3.0) -> list[tuple[float, Any]]:
-    """Waits for the first batch frame (it may take up to two intervals after a subscription
-    change), then collects ``(receive time, message)`` of every frame for ``seconds``."""
+async def collect_batches(
+    c: Client, count: int, done: Callable[[list[dict[str, Any]]], bool] | None = None
+) -> list[tuple[float, Any]]:
+    """``(receive time, message)`` of every frame until ``count`` batches have come (the first
+    may take up to two intervals after a subscription change) and ``done(batches)`` holds: as
+    many as a test needs, however long a loaded machine takes to send them."""
     out: list[tuple[float, Any]] = []
-    deadline = time.monotonic() + first_timeout
+    deadline = time.monotonic() + TIMEOUT
     while True:
+        batches = [m for _, m in out if m["type"] == "batch"]
+        if len(batches) >= count and (done is None or done(batches)):
+            return out
         left = deadline - time.monotonic()
-        assert left > 0, f"no batch within {first_timeout}s"
-        at, raw = await recv_raw(c.ws, left)
-        message = json.loads(raw)
-        out.append((at, message))
-        if message["type"] == "batch":
-            break
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
         try:
+            if left <= 0:
+                raise TimeoutError
             at, raw = await recv_raw(c.ws, left)
         except TimeoutError:
-            break
+            raise AssertionError(f"timed out waiting for {count} batches; got {len(batches)}") from None
         out.append((at, json.loads(raw)))
-    return out
 
 
 def consecutive(seqs: list[int]) -> bool:
@@ -80,11 +79,16 @@ async def test_batches_conflate_quotes_and_keep_every_tick(gw: Gateway) -> None:
     c = await Client.connect(gw, "/?mode=batch&interval_ms=500")
     reply = await c.request({"action": "subscribe", "symbols": SYMBOLS, "types": ["quote", "tick"]})
     assert reply["type"] == "success"
-    frames = await collect_batches(c, 2.5)
+
+    def ticks_of(batches: list[dict[str, Any]], channel: str) -> int:
+        return sum(entry_channel(e) == channel for b in batches for e in b["updates"])
+
+    # Six intervals' worth, and 20 ticks of each symbol (about 20 per interval come).
+    frames = await collect_batches(c, 6, lambda bs: all(ticks_of(bs, f"{s}:tick") >= 20 for s in SYMBOLS))
     # Batch mode: nothing arrives as an immediate push.
     assert [m for _, m in frames if m["type"] != "batch"] == []
     batches = [m for _, m in only_batches(frames)]
-    assert len(batches) >= 4, len(batches)
+    assert len(batches) >= 6, len(batches)
 
     quote_channels = {f"{s}:quote" for s in SYMBOLS}
     tick_channels = {f"{s}:tick" for s in SYMBOLS}
@@ -129,22 +133,25 @@ async def test_batches_conflate_quotes_and_keep_every_tick(gw: Gateway) -> None:
 async def test_batch_interval_is_kept_within_ten_percent(gw: Gateway) -> None:
     c = await Client.connect(gw, "/?mode=batch&interval_ms=500")
     await c.request({"action": "subscribe", "symbols": SYMBOLS, "types": ["quote"]})
-    batches = only_batches(await collect_batches(c, 4.2))
+    batches = only_batches(await collect_batches(c, 10))
     # The first batch may sit on the grid of the connection's earlier (empty) subscription set;
     # from the second one on they come one interval apart.
     batches = batches[1:]
-    assert len(batches) >= 7, len(batches)
+    assert len(batches) >= 9, len(batches)
+    # The batches' own stamps are the gateway's clock as it sent each one. A batch that a stalled
+    # machine sent late lengthens the gap before it and shortens the one after by as much, so
+    # the median gap stays the interval the gateway keeps (within 10 %) through stalls, even one
+    # that skips an interval. (Not every gap: how late a batch goes out is the machine's doing.)
     stamps = [m["timestamp"] for _, m in batches]
     stamp_gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    recv_gaps = [(b - a) * 1000 for (a, _), (b, _) in itertools.pairwise(batches)]
     assert 450 <= statistics.median(stamp_gaps) <= 550, stamp_gaps
+    # As the client receives them: the same, by the same reasoning.
+    recv_gaps = [(b - a) * 1000 for (a, _), (b, _) in itertools.pairwise(batches)]
     assert 450 <= statistics.median(recv_gaps) <= 550, recv_gaps
-    within = [g for g in stamp_gaps if 450 <= g <= 550]
-    assert len(within) >= 0.8 * len(stamp_gaps), stamp_gaps
-    within = [g for g in recv_gaps if 450 <= g <= 550]
-    assert len(within) >= 0.7 * len(recv_gaps), recv_gaps
-    # One batch per interval: never two in quick succession.
-    assert min(stamp_gaps) >= 400, stamp_gaps
+    # One batch per interval: never two in quick succession. Two for one interval would come a
+    # timer tick (10 ms) or so apart; the bound is a tenth of the interval because the batch
+    # after a late one is on time, so a gap is short by as much as the batch before it was late.
+    assert min(stamp_gaps) >= 50, stamp_gaps
     await c.close()
 
 
@@ -154,8 +161,10 @@ async def test_tick_cap_drops_the_oldest_and_counts_them() -> None:
     try:
         c = await Client.connect(gw, "/?mode=batch&interval_ms=500")
         await c.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote", "tick"]})
-        batches = [m for _, m in only_batches(await collect_batches(c, 2.2))]
-        assert len(batches) >= 4, len(batches)
+        # Five intervals' worth, three of them capped (about 20 ticks come per interval).
+        frames = await collect_batches(c, 5, lambda bs: sum("dropped_ticks" in b for b in bs) >= 3)
+        batches = [m for _, m in only_batches(frames)]
+        assert len(batches) >= 5, len(batches)
         last_tick: int | None = None
         capped = 0
         for batch in batches:
@@ -174,8 +183,9 @@ async def test_tick_cap_drops_the_oldest_and_counts_them() -> None:
                 assert seqs[0] == last_tick + dropped + 1, (last_tick, dropped, seqs)
             if seqs:
                 last_tick = seqs[-1]
-        # About 20 ticks per interval against a cap of 3: every full interval drops some.
-        assert capped >= len(batches) - 2, batches
+        # About 20 ticks per interval against a cap of 3: full intervals drop some. (Not each
+        # one: the interval after a batch that a stalled machine sent late is short.)
+        assert capped >= 3, batches
         assert gw.dispatcher.stats()["ticks_dropped"] > 0
         await c.close()
     finally:
@@ -189,20 +199,18 @@ async def test_set_mode_to_batch_and_back(gw: Gateway) -> None:
     await c.push()
     reply = await c.request({"action": "set_mode", "mode": "batch", "interval_ms": 200})
     assert reply == {"type": "success", "action": "set_mode", "mode": "batch", "interval_ms": 200}
-    frames = await c.collect(1.2)
+    frames = await c.collect_until(lambda ms: len(ms) >= 3, what="three batches")
     assert [m["type"] for m in frames if m["type"] != "batch"] == [], "immediate push after batch mode"
-    assert len(frames) >= 3
     for m in frames:
         channels = [entry_channel(e) for e in m["updates"]]
         assert channels == ["AAPL$US:quote"], channels
 
     reply = await c.request({"action": "set_mode", "mode": "immediate", "id": "m2"})
     assert reply == {"type": "success", "action": "set_mode", "mode": "immediate", "id": "m2"}
-    frames = await c.collect(0.6)
+    frames = await c.collect_until(lambda ms: len(ms) >= 10, what="ten pushes")  # 40/s, each one pushed again
     assert frames and all(m["type"] == "stock_quote" for m in frames), [m["type"] for m in frames]
     seqs = [m["data"]["seq"] for m in frames]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert len(seqs) >= 10  # 40/s, each one pushed again
     await c.close()
 
 
@@ -221,9 +229,10 @@ async def test_set_mode_refuses_bad_modes_and_intervals(gw: Gateway, request_: d
     err = await c.request({**request_, "id": 9})
     assert err["type"] == "error" and err["code"] == "invalid_mode" and err["id"] == 9, err
     assert err["msg"]
-    # Nothing changed: still immediate pushes.
-    await c.push(timeout=2)
-    assert all(m["type"] == "stock_quote" for m in await c.collect(0.3))
+    # Nothing changed: still immediate pushes (in batch mode, the next frames would be batches).
+    await c.push()
+    frames = await c.collect_until(lambda ms: len(ms) >= 5, what="five more pushes")
+    assert all(m["type"] == "stock_quote" for m in frames), frames
     await c.close()
 
 
@@ -243,30 +252,35 @@ async def test_same_subscriptions_share_one_encoded_batch(gw: Gateway) -> None:
         reply = await c.request({"action": "subscribe", "symbols": SYMBOLS, "types": ["quote", "tick"]})
         assert reply["type"] == "success"
 
-    async def frames_of(c: Client) -> dict[int, tuple[float, bytes]]:
-        out: dict[int, tuple[float, bytes]] = {}
-        end = time.monotonic() + 2.0
-        while (left := end - time.monotonic()) > 0:
-            try:
-                raw = await asyncio.wait_for(c.ws.recv(decode=False), left)
-            except TimeoutError:
-                break
+    got: list[dict[int, bytes]] = [{} for _ in members]
+
+    async def frames_of(c: Client, out: dict[int, bytes]) -> None:
+        while True:
+            raw = await c.ws.recv(decode=False)
             message = json.loads(raw)
             if message["type"] == "batch":
                 assert message["timestamp"] not in out, "two batches with one timestamp"
-                out[message["timestamp"]] = (time.monotonic(), raw)
-        return out
+                out[message["timestamp"]] = raw
 
-    got = await asyncio.gather(*(frames_of(c) for c in members))
+    readers = [asyncio.create_task(frames_of(c, out)) for c, out in zip(members, got, strict=True)]
+    try:
+        await wait_until(
+            lambda: len(set(got[0]).intersection(*got[1:])) >= 6 or any(r.done() for r in readers),
+            what="six batches all three members got",
+        )
+    finally:
+        for r in readers:
+            r.cancel()
+        done = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(e, asyncio.CancelledError) for e in done), done  # no reader failed
     common = sorted(set(got[0]).intersection(*got[1:]))
-    assert len(common) >= 5, [sorted(g) for g in got]
-    identical = [t for t in common if len({g[t][1] for g in got}) == 1]
+    assert len(common) >= 6, [sorted(g) for g in got]
+    identical = [t for t in common if len({g[t] for g in got}) == 1]
     # The first batch may differ (each member had its own pending updates before the first
-    # deadline on the shared grid); after that every batch is one encoding for all three.
+    # deadline on the shared grid); after that every batch is one encoding for all three: the
+    # same bytes, server stamp included, so built and written to all three in one flush. (When
+    # each client gets round to reading it is the machine's doing, so not timed here.)
     assert len(identical) >= len(common) - 1, (len(identical), len(common))
-    for t in identical:
-        arrivals = [g[t][0] for g in got]
-        assert max(arrivals) - min(arrivals) < 0.25, arrivals
     stats = gw.dispatcher.stats()
     assert stats["batches"] >= 3 * len(identical)
     assert stats["batch_encodes"] < stats["batches"], stats

@@ -22,7 +22,7 @@ from tickgate.bus.server import BusServer
 from tickgate.bus.wire import BusProtocolError, Kind, Reader, message
 from tickgate.upstream.pool import SubscriptionPool
 
-from frames import QUOTE, RECV_MS, TICK, quote, tick
+from frames import QUOTE, RECV_MS, T0, TICK, quote, tick
 
 
 class RecordingEdge:
@@ -98,12 +98,20 @@ async def test_updates_reach_only_the_edges_holding_their_channel_with_encodings
     a.add(["AAPL$US:quote"])
     b.add(["AAPL$US:quote", "700$HK:tick"])
     await wait_until(lambda: pool.channels() == ["700$HK:tick", "AAPL$US:quote"], what="pool")
-    sent = _updates(QUOTE, tick("700$HK", 380.2, 100), tick("AAPL$US", 1.0, 5))
+    *sent, marker = _updates(
+        QUOTE, tick("700$HK", 380.2, 100), tick("AAPL$US", 1.0, 5), quote("AAPL$US", 226.0, T0 + 1000)
+    )
     server.publish(sent)
     await wait_until(lambda: len(edge_b.updates) == 2, what="edge-b's updates")
-    await asyncio.sleep(0.05)
-    assert [u.channel for u in edge_a.updates] == ["AAPL$US:quote"]
-    assert [u.channel for u in edge_b.updates] == ["AAPL$US:quote", "700$HK:tick"]
+    # A barrier for what must not arrive: a later publish, on a channel both edges hold, reaches
+    # each edge after everything published before it (one ordered link per edge).
+    server.publish([marker])
+    for edge in (edge_a, edge_b):
+        await wait_until(
+            lambda e=edge: any(u.json_frame == marker.json_frame for u in e.updates), what="the marker"
+        )
+    assert [u.channel for u in edge_a.updates] == ["AAPL$US:quote", "AAPL$US:quote"]
+    assert [u.channel for u in edge_b.updates] == ["AAPL$US:quote", "700$HK:tick", "AAPL$US:quote"]
     got = edge_a.updates[0]
     assert (got.json_frame, got.protobuf_frame, got.seq, got.epoch) == (
         sent[0].json_frame,
@@ -114,8 +122,10 @@ async def test_updates_reach_only_the_edges_holding_their_channel_with_encodings
     assert got.to_dict() == sent[0].to_dict()
     assert edge_a.states == [IngestState(up=True, epoch="epoch-1")]
     # Interest is ref-counted across edges: AAPL stays upstream until its last edge lets go.
+    (link_a,) = [link for link in server.links if link.worker == "edge-a"]
     a.remove(["AAPL$US:quote"])
-    await asyncio.sleep(0.05)
+    # The ingest handles the remove (the link forgets the channel and tells the pool at once).
+    await wait_until(lambda: "AAPL$US:quote" not in link_a.channels, what="edge-a's remove")
     assert "AAPL$US:quote" in pool.channels()
     await b.stop()  # an edge that leaves takes its interest with it
     await wait_until(lambda: pool.channels() == [], what="the pool to empty")
@@ -188,11 +198,11 @@ def test_a_corrupt_record_is_a_decode_error() -> None:
 async def test_every_edge_is_told_the_feed_state_in_stream_order_and_on_joining(
     bus: tuple[BusServer, SubscriptionPool],
 ) -> None:
-    server, _ = bus
+    server, pool = bus
     a, edge_a = await _join(server, "edge-a")
     assert edge_a.feeds == [FeedState(up=True)]
     a.add(["AAPL$US:quote"])
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: pool.channels() == ["AAPL$US:quote"], what="edge-a's interest")
     server.publish(_updates(QUOTE))
     server.feed(FeedState(up=False, reason="upstream_down"))
     await wait_until(lambda: len(edge_a.feeds) == 2, what="the feed state")

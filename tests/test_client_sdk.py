@@ -5,18 +5,20 @@ sees only as events: no gap, no duplicate."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
 
 import tickgate.client as tc
-from gatewaykit import Client, start_gateway, wait_until
+from gatewaykit import TIMEOUT, Client, start_gateway, wait_for_seqs, wait_until
 from tickgate.auth import KeyRing, issue
+from tickgate.edge.auth import _GRACE_OVER
 
 TYPES = ["quote", "tick", "depth", "kline@1"]
 
 
-async def take(c: tc.Client, n: int, timeout: float = 10.0) -> list[tc.Update]:
+async def take(c: tc.Client, n: int, timeout: float = TIMEOUT) -> list[tc.Update]:
     out: list[tc.Update] = []
 
     async def run() -> None:
@@ -64,11 +66,16 @@ async def test_batch_mode_delivers_conflated_updates() -> None:
     try:
         async with tc.connect(gw.url, mode="batch", interval_ms=200) as c:
             await c.subscribe(["AAPL$US"], types=["quote"])
-            updates = await take(c, 5)
-            seqs = [u.seq for u in updates]
-            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-            # Conflated: at 50 updates/s and 5 batches/s, quotes skip seqs.
-            assert seqs[-1] - seqs[1] > len(seqs) - 2
+            seqs = [u.seq for u in await take(c, 2)]  # the snapshot, then the first batch
+            # Conflated: at 50 updates/s and 5 batches/s, a batch holds the latest quote of
+            # several, so the seqs the client sees skip (read on until they do: a starved
+            # simulator may fill a batch or two with one quote only).
+            deadline = asyncio.get_running_loop().time() + TIMEOUT
+            while not any(b - a > 1 for a, b in itertools.pairwise(seqs[1:])):
+                assert asyncio.get_running_loop().time() < deadline, f"no conflation in {seqs}"
+                seqs += [u.seq for u in await take(c, 1)]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+            assert gw.dispatcher.stats()["conflated"] > 0
     finally:
         await gw.stop()
 
@@ -89,7 +96,7 @@ async def test_a_cut_connection_is_resumed_without_a_gap_or_a_duplicate() -> Non
                 conn = gw.hub.live_connection(c.session or "")
                 assert conn is not None
                 conn.abort()  # the network drops it mid-stream
-                await asyncio.sleep(0.3)  # updates go on meanwhile
+                await wait_for_seqs(gw, sorted(c.channels), more=5)  # updates go on meanwhile
                 before += await take(c, 40)
             after = before
         kinds = [e.kind for e in events]
@@ -116,7 +123,7 @@ async def test_a_gateway_restart_is_reported_not_recovered_and_the_stream_goes_o
         await take(c, 3)
         await gw.stop()
         gw = await start_gateway(None, simulator_rate=20.0, port=port)
-        await wait_until(lambda: c.state in ("recovered", "not_recovered"), 15, "reconnect")
+        await wait_until(lambda: c.state in ("recovered", "not_recovered"), what="reconnect")
         assert c.state == "not_recovered"
         assert any(e.kind == "not_recovered" and e.reason == "unknown_session" for e in events)
         update = (await take(c, 1))[0]
@@ -129,7 +136,8 @@ async def test_a_gateway_restart_is_reported_not_recovered_and_the_stream_goes_o
         seen = len(events)
         conn.abort()
         await wait_until(
-            lambda: len(events) > seen + 1 and events[-1].kind in ("recovered", "not_recovered"), 15, "resume"
+            lambda: len(events) > seen + 1 and events[-1].kind in ("recovered", "not_recovered"),
+            what="resume",
         )
         assert events[-1].kind == "recovered", events[-3:]
         await keeper.close()
@@ -141,14 +149,16 @@ async def test_a_gateway_restart_is_reported_not_recovered_and_the_stream_goes_o
 async def test_tokens_a_refused_one_raises_and_a_callable_is_asked_again() -> None:
     secret = "a-test-secret-that-is-long-enough-for-hs256"
     keys = KeyRing.from_secret(secret)
+    # Neither timer is short, as the SDK must beat both: the first token (exp in whole seconds:
+    # valid 2 to 3 s) must let it in, and the grace (3 s) is its time to send the renewal.
     gw = await start_gateway(
-        None, simulator_rate=20.0, auth="jwt", jwt_secret=secret, jwt_leeway=0.0, reauth_grace=5.0
+        None, simulator_rate=20.0, auth="jwt", jwt_secret=secret, jwt_leeway=0.0, reauth_grace=3.0
     )
     asked: list[float] = []
 
     def fresh() -> str:
         asked.append(1.0)
-        return issue(keys, "alice", 1.5 if len(asked) == 1 else 3600)
+        return issue(keys, "alice", 3 if len(asked) == 1 else 3600)
 
     try:
         with pytest.raises(tc.AuthRefused):
@@ -157,9 +167,18 @@ async def test_tokens_a_refused_one_raises_and_a_callable_is_asked_again() -> No
         events: list[Any] = []
         async with tc.connect(gw.url, token=fresh, on_event=events.append) as c:
             await c.subscribe(["AAPL$US"])
-            await wait_until(lambda: len(asked) == 2, 6, "renewal")
-            await asyncio.sleep(5.5)  # past the grace: still connected, as it renewed
+            conn = gw.hub.live_connection(c.session or "")
+            assert conn is not None
+            await wait_until(lambda: len(asked) == 2, what="renewal")
+            # Past the grace (its deadline taken off the gateway's heap): still connected, the
+            # same connection, as it renewed.
+            await wait_until(
+                lambda: not any(w == _GRACE_OVER and x is conn for _, _, w, x, _ in gw.hub.auth._due),
+                what="the grace period over",
+            )
             assert c.state == "live"
+            assert not conn.closed and gw.hub.live_connection(c.session or "") is conn
+            assert gw.stats()["auth_expired_closed"] == 0
             await take(c, 1)
         assert any(e.kind == "token_expired" for e in events)
     finally:
@@ -175,16 +194,26 @@ async def test_the_examples_run_against_a_gateway() -> None:
     gw = await start_gateway(None, simulator_rate=20.0)
     try:
 
-        def run(*args: str) -> str:
-            done = subprocess.run(
-                [sys.executable, *args], capture_output=True, text=True, timeout=60, check=True
-            )
-            return done.stdout
+        async def run(*args: str) -> str:
+            # Waited for by the loop, not by subprocess.run's timeout, which polls with
+            # time.sleep (broken under a moved clock: libfaketime fails it with EINVAL).
+            pipe = subprocess.PIPE
+            proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=pipe, stderr=pipe)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), 60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise
+            assert proc.returncode == 0, err.decode()
+            return out.decode()
 
-        quotes = await asyncio.to_thread(run, str(examples / "quotes.py"), "--url", gw.url, "--count", "5")
+        quotes = await run(str(examples / "quotes.py"), "--url", gw.url, "--count", "5")
         lines = quotes.splitlines()
         assert len(lines) == 5 and all(line.split()[0] in ("AAPL$US", "700$HK") for line in lines), quotes
-        vwap = await asyncio.to_thread(run, str(examples / "vwap.py"), "--url", gw.url, "--seconds", "2.5")
+        # vwap.py prints a line a second once it has trades, for --seconds: 5 s leaves it 4 s
+        # after the first second to get a trade, whatever a loaded machine delays.
+        vwap = await run(str(examples / "vwap.py"), "--url", gw.url, "--seconds", "5")
         assert "AAPL$US vwap=" in vwap and "[connection] live" in vwap, vwap
     finally:
         await gw.stop()
@@ -194,12 +223,15 @@ async def test_a_caller_that_does_not_read_holds_bounded_memory() -> None:
     gw = await start_gateway(None, simulator_rate=100.0)
     try:
         async with tc.connect(gw.url, max_pending=100) as c:
-            await c.subscribe(["AAPL$US", "TSLA$US", "700$HK", "MSFT$US"], types=TYPES)
-            await asyncio.sleep(2.0)  # some 3,000 updates sent meanwhile; none read
+            channels = await c.subscribe(["AAPL$US", "TSLA$US", "700$HK", "MSFT$US"], types=TYPES)
+            await wait_until(lambda: c._paused, what="the SDK to stop reading at its cap")
+            # Some 3,000 more updates meanwhile (200 on each of 16 channels); none read.
+            await wait_for_seqs(gw, channels, more=200)
             # Reading stopped at the cap (what one socket read held past it may come in too).
             assert len(c._updates) <= 100 + 800, len(c._updates)
+            assert c.state == "live" and c._paused  # the same connection, still not read
             # A request still gets its reply while the caller is behind.
-            assert await asyncio.wait_for(c.subscribe(["NVDA$US"]), 5) == ["NVDA$US:quote"]
+            assert await asyncio.wait_for(c.subscribe(["NVDA$US"]), TIMEOUT) == ["NVDA$US:quote"]
             updates = await take(c, 1500)  # reading resumes as the caller catches up
             assert len(updates) == 1500
     finally:
@@ -223,9 +255,10 @@ async def test_requests_waiting_for_a_connection_end_when_the_client_closes() ->
     c = tc.connect(gw.url, backoff_initial=0.05)
     await c.start()
     await gw.stop()  # gone for good: the client keeps trying
-    await wait_until(lambda: c.state == "reconnecting", 5, "reconnecting")
+    await wait_until(lambda: c.state == "reconnecting", what="reconnecting")
     waiting = asyncio.create_task(c.subscribe(["AAPL$US"]))
-    await asyncio.sleep(0.2)
+    # The request is waiting for the connection (for the event that wakes requests).
+    await wait_until(lambda: c._wake._waiters, what="the request waiting")  # type: ignore[attr-defined]
     await c.close()
     with pytest.raises(ConnectionError):
-        await asyncio.wait_for(waiting, 2)
+        await asyncio.wait_for(waiting, TIMEOUT)

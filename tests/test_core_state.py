@@ -9,8 +9,9 @@ from frames import QUOTE, RECV_MS, T0, TICK, quote, tick
 DAY = 86_400_000
 
 
-def ingest(p: FeedProcessor, frame: bytes) -> Update:
-    (u,), _ = p.ingest(frame, RECV_MS)
+def ingest(p: FeedProcessor, frame: bytes, recv_ms: int = RECV_MS) -> Update:
+    """``recv_ms``: when the frame arrived (a frame stamped far from it is dropped as implausible)."""
+    (u,), _ = p.ingest(frame, recv_ms)
     assert isinstance(u, Update)
     return u
 
@@ -69,7 +70,7 @@ def test_cumulative_volume_per_symbol_and_day() -> None:
         ingest(p, tick("AAPL$US", 1, 100)).to_dict()["cumulative_volume"],
         ingest(p, tick("AAPL$US", 1, 50.5, T0 + 10)).to_dict()["cumulative_volume"],
         ingest(p, tick("MSFT$US", 1, 7)).to_dict()["cumulative_volume"],
-        ingest(p, tick("AAPL$US", 1, 1, T0 + DAY)).to_dict()["cumulative_volume"],
+        ingest(p, tick("AAPL$US", 1, 1, T0 + DAY), RECV_MS + DAY).to_dict()["cumulative_volume"],
     ]
     assert vols == [100, 150.5, 7, 1]
 

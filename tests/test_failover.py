@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gatewaykit import Client, channel_of, start_gateway, start_simulator, wait_until
+from gatewaykit import TIMEOUT, Client, channel_of, start_gateway, start_simulator, wait_until
 from tickgate.simulate.finnhub_server import FinnhubConfig, FinnhubSimulator
 from tickgate.upstream.failover import Failover
 
 
 async def until_status(
-    c: Client, state: str, reason: str, timeout: float = 15.0
+    c: Client, state: str, reason: str, timeout: float = TIMEOUT
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The next status with ``state`` and ``reason``, and every message before it."""
     seen: list[dict[str, Any]] = []
@@ -46,7 +46,7 @@ async def test_channels_move_to_the_backup_and_back_with_one_numbering() -> None
         # The primary goes away: stale, then failing over, then the backup's ticks.
         await primary.stop()
         await until_status(c, "stale", "upstream_down")
-        _, before = await until_status(c, "ok", "", timeout=10)
+        _, before = await until_status(c, "ok", "")
         assert gw.upstream.active is gw.upstream.backup
         assert backup.subscriptions() == {"AAPL"}  # ticks only: the backup has no quotes
         refreshed = [m for m in before if m.get("refresh")]
@@ -58,12 +58,12 @@ async def test_channels_move_to_the_backup_and_back_with_one_numbering() -> None
         assert gw.health()["stale"]["channels"] == 1  # the quote channel, until the primary is back
         # The primary comes back and holds: the channels move back.
         primary = await start_simulator(rate=20.0, port=port)
-        await wait_until(lambda: gw.upstream.active is gw.upstream.primary, timeout=15, what="failback")
-        _, before = await until_status(c, "ok", "", timeout=10)
+        await wait_until(lambda: gw.upstream.active is gw.upstream.primary, what="failback")
+        _, before = await until_status(c, "ok", "")
         assert {m["data"]["symbol"] for m in before if m.get("refresh")} == {"AAPL$US"}
         # Quotes flow again (only the primary has them).
         await c.push(lambda m: "snapshot" not in m and channel_of(m) == "AAPL$US:quote")
-        await wait_until(lambda: not backup.sessions, timeout=5, what="backup let go")
+        await wait_until(lambda: not backup.sessions, what="backup let go")
         assert gw.upstream.status()["failover"]["switches"] == 2
         await c.close()
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, channel_of, start_gateway, start_simulator
+from gatewaykit import TIMEOUT, Client, channel_of, start_gateway, start_simulator
 from tickgate.gateway import Gateway
 
 
@@ -48,8 +49,12 @@ async def test_subscribe_query_unsubscribe_round_trip(gw: Gateway) -> None:
     assert reply["channels"] == ["700$HK:quote", "700$HK:tick"]
     q = await c.request({"action": "query_subscribe"})
     assert q["channels"] == ["AAPL$US:quote"]
-    # After the reply, only the remaining channel arrives.
-    assert {channel_of(p) for p in await c.collect(0.5) if p["type"] == "stock_quote"} <= {"AAPL$US:quote"}
+    # After the reply, only the remaining channel arrives (ten of its updates, the others' in
+    # between had they still come: all four channels update at the same rate).
+    got = await c.collect_until(
+        lambda ms: sum(m["type"] == "stock_quote" for m in ms) >= 10, what="ten more pushes"
+    )
+    assert {channel_of(p) for p in got if p["type"] == "stock_quote"} == {"AAPL$US:quote"}
     await c.close()
 
 
@@ -68,8 +73,17 @@ async def test_two_clients_receive_only_their_own_channels(gw: Gateway) -> None:
     a, b = await Client.connect(gw), await Client.connect(gw)
     await a.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
     await b.request({"action": "subscribe", "symbols": ["700$HK"], "types": ["tick", "depth"]})
-    got_a = {channel_of(m) for m in await a.collect(1.0) if m["type"] == "stock_quote"}
-    got_b = {channel_of(m) for m in await b.collect(0.2) if m["type"] == "stock_quote"}
+
+    # Ten pushes each (had the other's channels leaked, they would be among them: every
+    # channel updates at the same rate), and both of b's channels.
+    def pushes(ms: list[dict[str, Any]]) -> set[str]:
+        return {channel_of(m) for m in ms if m["type"] == "stock_quote"}
+
+    def enough(ms: list[dict[str, Any]], want: int) -> bool:
+        return sum(m["type"] == "stock_quote" for m in ms) >= 10 and len(pushes(ms)) >= want
+
+    got_a = pushes(await a.collect_until(lambda ms: enough(ms, 1), what="a's pushes"))
+    got_b = pushes(await b.collect_until(lambda ms: enough(ms, 2), what="b's pushes"))
     assert got_a == {"AAPL$US:quote"}
     assert got_b == {"700$HK:tick", "700$HK:depth"}
     await a.close()
@@ -80,7 +94,12 @@ async def test_sequence_numbers_increase_per_channel(gw: Gateway) -> None:
     c = await Client.connect(gw)
     await c.request({"action": "subscribe", "symbols": ["AAPL$US", "TSLA$US"], "types": ["quote"]})
     seqs: dict[str, list[int]] = {}
-    for m in await c.collect(1.0):
+
+    def ten_each(ms: list[dict[str, Any]]) -> bool:
+        got = [channel_of(m) for m in ms if m["type"] == "stock_quote"]
+        return all(got.count(ch) >= 10 for ch in ("AAPL$US:quote", "TSLA$US:quote"))
+
+    for m in await c.collect_until(ten_each, what="ten updates of each channel"):
         if m["type"] == "stock_quote":
             seqs.setdefault(channel_of(m), []).append(m["data"]["seq"])
     assert set(seqs) == {"AAPL$US:quote", "TSLA$US:quote"}
@@ -152,10 +171,10 @@ async def test_oversize_message_closes_only_that_client_with_1009() -> None:
         bystander = await Client.connect(gw)
         await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"]})
         async with connect(gw.url, ping_interval=None, close_timeout=1, max_size=None) as ws:
-            assert b'"welcome"' in (await ws.recv()).encode()
+            assert b'"welcome"' in (await asyncio.wait_for(ws.recv(), TIMEOUT)).encode()
             await ws.send('{"action":"subscribe","symbols":["' + "A" * 10_000 + '"]}')
             with pytest.raises(ConnectionClosed) as info:
-                await asyncio.wait_for(ws.recv(), 5)
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1009
         await bystander.push()  # unaffected
         assert (await bystander.request({"action": "ping"}))["type"] == "pong"

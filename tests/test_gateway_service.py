@@ -16,7 +16,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, http_get, start_gateway, start_simulator, wait_until
+from gatewaykit import TIMEOUT, Client, http_get, start_gateway, start_simulator, wait_until
+
+#: How long a CLI process may take to start (import, bind) or to fail: only a failing test
+#: waits this long, and a loaded machine can take seconds to start an interpreter.
+STARTUP = 30.0
 
 
 async def test_healthz_and_metrics() -> None:
@@ -68,7 +72,7 @@ async def test_stop_closes_clients_with_going_away() -> None:
     await gw.stop()
     with pytest.raises(ConnectionClosed) as info:
         for _ in range(1000):
-            await c.recv(timeout=2)
+            await c.recv(timeout=TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
@@ -77,7 +81,8 @@ async def test_failed_start_leaves_nothing_running() -> None:
     try:
         with pytest.raises(OSError):
             await start_gateway(None, simulator_rate=0.0, port=gw1.port)
-        await asyncio.sleep(0.1)
+        # No wait: a failed start awaits its own clean-up (the upstream task is done) before it
+        # raises.
         leftovers = [t for t in asyncio.all_tasks() if t.get_name() == "tickgate-upstream-itick"]
         assert len(leftovers) == 1  # only gw1's
     finally:
@@ -107,45 +112,58 @@ async def test_cli_serve_embedded_default_and_sigterm() -> None:
         assert proc.stdout is not None
         line = ""
         while "serving on" not in line:  # after the warning that auth is off
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), STARTUP)
             assert line, "the gateway exited"
         assert f"tickgate serving on ws://127.0.0.1:{port}/" in line
         async with connect(f"ws://127.0.0.1:{port}/", close_timeout=1, ping_interval=None) as ws:
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "welcome"
             await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]}))
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "success"
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "stock_quote"
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "success"
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "stock_quote"
             proc.send_signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed) as info:
                 while True:
-                    await asyncio.wait_for(ws.recv(), 5)
+                    await asyncio.wait_for(ws.recv(), TIMEOUT)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1001
-        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 10) == 0
+        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), TIMEOUT) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
+async def output_of(proc: subprocess.Popen[str]) -> str:
+    """What a CLI process printed, once it has exited. (Bounded here, not by a timeout inside
+    ``communicate``: for one, subprocess polls with short sleeps, which a faked clock breaks.)"""
+    try:
+        out, _ = await asyncio.wait_for(asyncio.to_thread(proc.communicate), STARTUP)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out
+
+
 async def test_cli_env_config_and_unknown_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("colour = 'blue'\n")
     proc = run_cli("serve", "--config", str(bad))
-    out, _ = await asyncio.to_thread(proc.communicate, None, 15)
+    out = await output_of(proc)
     assert proc.returncode == 2
     assert "unknown key 'colour'" in out
 
     proc = run_cli("serve", env={"TICKGATE_PORT": "not-a-port"})
-    out, _ = await asyncio.to_thread(proc.communicate, None, 15)
+    out = await output_of(proc)
     assert proc.returncode == 2 and "TICKGATE_PORT" in out
 
 
 def test_cli_bad_log_level_is_a_config_error() -> None:
+    # No timeout here (the test's own bounds it): subprocess polls with short sleeps for one,
+    # which a faked clock breaks.
     r = subprocess.run(
         [sys.executable, "-m", "tickgate", "serve", "--log-level", "verbose"],
         capture_output=True,
         text=True,
-        timeout=30,
         env={**os.environ},
     )
     assert r.returncode == 2
@@ -157,16 +175,16 @@ async def test_cli_simulate_serves_the_itick_protocol() -> None:
     proc = run_cli("simulate", "--port", str(port), "--rate", "20", "--log-level", "warning")
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), STARTUP)
         assert f"127.0.0.1:{port}" in line
         url = f"ws://127.0.0.1:{port}/stock"
         async with connect(
             url, additional_headers={"token": "any"}, close_timeout=1, ping_interval=None
         ) as ws:
-            assert json.loads(await ws.recv())["msg"] == "Connected Successfully"
-            assert json.loads(await ws.recv())["resAc"] == "auth"
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["msg"] == "Connected Successfully"
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["resAc"] == "auth"
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 10) == 0
+        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), TIMEOUT) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -9,7 +9,16 @@ import time
 
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
-from gatewaykit import TOKEN, Client, channel_of, http_get, start_gateway, start_simulator, wait_until
+from gatewaykit import (
+    FAST_DETECTION,
+    TOKEN,
+    Client,
+    channel_of,
+    http_get,
+    start_gateway,
+    start_simulator,
+    wait_until,
+)
 from tickgate.upstream import UpstreamState
 from tickgate.upstream.backoff import Backoff
 
@@ -32,10 +41,15 @@ async def test_pool_subscribes_first_and_unsubscribes_last() -> None:
         )
         subscribes = [c for c in sim.commands if c.get("ac") == "subscribe"]
         await b.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
-        await asyncio.sleep(0.1)
-        # The second client's channel was already upstream: no new upstream subscribe.
-        assert [c for c in sim.commands if c.get("ac") == "subscribe"] == subscribes
         assert gw.dispatcher.subscription_count == 3  # a: quote + tick, b: quote
+        # A barrier: a channel new upstream goes out on the same provider connection, after any
+        # subscribe b's first request could have caused, so once it is there, that one would be.
+        await b.request({"action": "subscribe", "symbols": ["MSFT$US"], "types": ["quote"]})
+        await wait_until(lambda: "MSFT$US" in sim.subscriptions(), what="the barrier's subscribe")
+        # The second client's channel was already upstream: no new upstream subscribe for it.
+        now = [c for c in sim.commands if c.get("ac") == "subscribe"]
+        assert now[: len(subscribes)] == subscribes
+        assert [c.get("params") for c in now[len(subscribes) :]] == ["MSFT$US"]
 
         await a.request({"action": "unsubscribe", "symbols": ["AAPL$US"]})
         await wait_until(
@@ -84,12 +98,14 @@ async def test_reconnects_when_upstream_goes_away_and_comes_back() -> None:
         await c.push()
         await sim.stop()
         await wait_until(lambda: gw.upstream.state is not UpstreamState.READY, what="upstream down")
-        await asyncio.sleep(0.5)  # several refused connection attempts, with backoff
+        # Several refused connection attempts, with backoff (the loss, then two refused).
+        await wait_until(lambda: gw.upstream.reconnects >= 3, what="refused reconnects")
+        assert "Refused" in gw.upstream.status()["last_error"], gw.upstream.status()
         sim = await start_simulator(port=port)
         await wait_until(lambda: gw.upstream.state is UpstreamState.READY, what="upstream back")
         await wait_until(lambda: "AAPL$US" in sim.subscriptions(), what="re-subscribe")
         await c.push()
-        assert gw.upstream.reconnects >= 2
+        assert gw.upstream.reconnects >= 3
         await c.close()
     finally:
         await gw.stop()
@@ -184,16 +200,14 @@ class _HungProvider(WSListener):
 async def test_provider_that_stops_answering_is_declared_dead() -> None:
     server = await ws_create_server(lambda _request: _HungProvider(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    # Fast detection, but the rule under test is the missed pong: the "nothing received" rule is
+    # kept well out of its way, so a stalled event loop cannot make that one fire first.
+    detection = {**FAST_DETECTION, "upstream_idle_timeout": 10.0}
     gw = await start_gateway(
-        None,
-        upstream_url=f"ws://127.0.0.1:{port}/stock",
-        upstream_token="t",
-        upstream_ping_interval=0.3,
-        upstream_pong_timeout=0.3,
-        upstream_idle_timeout=5.0,
+        None, upstream_url=f"ws://127.0.0.1:{port}/stock", upstream_token="t", **detection
     )
     try:
-        await wait_until(lambda: gw.upstream.reconnects >= 1, timeout=5, what="dead-peer detection")
+        await wait_until(lambda: gw.upstream.reconnects >= 1, what="dead-peer detection")
         assert gw.upstream.status()["last_error"].startswith("no pong within")
     finally:
         await gw.stop()
@@ -202,7 +216,10 @@ async def test_provider_that_stops_answering_is_declared_dead() -> None:
 
 async def test_feed_that_answers_pings_but_sends_no_data_is_redialled() -> None:
     sim = await start_simulator(rate=0.0)
-    gw = await start_gateway(sim, upstream_data_timeout=0.8, upstream_ping_interval=0.2)
+    # Pings every second, answered (the line is alive), but no data for 3 s: the data rule fires.
+    # (Not shorter: the socket's own ping waits for its pong only as long as the ping interval,
+    # and a loaded machine can hold the event loop for a few hundred milliseconds.)
+    gw = await start_gateway(sim, upstream_data_timeout=3.0, upstream_ping_interval=1.0)
     try:
         c = await Client.connect(gw)
         await c.request({"action": "subscribe", "symbols": ["AAPL$US"]})
@@ -317,14 +334,18 @@ async def test_symbol_state_is_released_after_the_last_holder_and_numbering_neve
             push = await c.push(lambda m: m["data"]["symbol"] == "AAPL$US" and "snapshot" not in m)
             assert push["data"]["seq"] > last_seq  # AAPL's numbering carries on above, never from 1
             last_seq = push["data"]["seq"]
+            # Every symbol has had an update (has state to release) before it is let go.
+            await wait_until(
+                lambda: gw.processor.stats()["symbols"] == 51, what="the round's 51 symbols' first updates"
+            )
             await c.request({"action": "unsubscribe", "symbols": symbols, "types": ["quote"]})
             await wait_until(
                 lambda: gw.processor.stats()["symbols"] == 0, what="every symbol's state released"
             )
             assert gw.ingest.history.ring.stats()["channels"] == 0
             assert gw.ingest.history.ring.latest("AAPL$US:quote") is None
-        # AAPL each round, and each other symbol that had an update before it was let go.
-        assert gw.processor.stats()["released"] > 5 * 5
+        # AAPL each round, and each other symbol (each had an update before it was let go).
+        assert gw.processor.stats()["released"] >= 5 * 51
         await c.close()
     finally:
         await gw.stop()

@@ -9,14 +9,14 @@ import asyncio
 import time
 from typing import Any
 
-from gatewaykit import FAST_DETECTION, Client, start_gateway, start_simulator, wait_until
+from gatewaykit import FAST_DETECTION, TIMEOUT, Client, start_gateway, start_simulator, wait_until
 from tickgate.upstream.base import UpstreamState
 
 SUBSCRIBE = {"action": "subscribe", "symbols": ["AAPL$US", "MSFT$US"], "types": ["quote"]}
 CHANNELS = ["AAPL$US:quote", "MSFT$US:quote"]
 
 
-async def next_status(c: Client, timeout: float = 10.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def next_status(c: Client, timeout: float = TIMEOUT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The next status message, and the pushes before it."""
     before: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -34,14 +34,17 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
     try:
         c = await Client.connect(gw)
         assert (await c.request(SUBSCRIBE))["type"] == "success"
-        warm = await c.collect(0.5)  # both channels' updates (20/s each)
-        lost_at = time.monotonic()
+        warm = await c.collect_until(  # both channels' updates (20/s each)
+            lambda ms: {m["data"]["symbol"] for m in ms if "data" in m} == {"AAPL$US", "MSFT$US"},
+            what="both channels' updates",
+        )
         await sim.stop()
         status, before_stale = await next_status(c)
         last = {m["data"]["symbol"]: m["data"]["seq"] for m in [*warm, *before_stale] if "data" in m}
         assert set(last) == {"AAPL$US", "MSFT$US"}
+        # "At once": told for the loss itself (upstream_down), not later by a liveness rule
+        # finding the silence (that would be provider_silent). How fast is not a test's to time.
         assert status == {"type": "status", "state": "stale", "reason": "upstream_down", "channels": CHANNELS}
-        assert time.monotonic() - lost_at < 2.0
         assert gw.health()["status"] == "degraded"
         assert gw.health()["stale"] == {"channels": 2, "reason": "upstream_down"}
         # A new subscriber to a stale channel: the reply, its snapshot, then the status.
@@ -59,7 +62,7 @@ async def test_a_stopped_provider_is_stale_at_once_then_refresh_and_ok_when_it_i
             "channels": ["AAPL$US:quote"],
         }
         sim = await start_simulator(port=port)
-        status, before = await next_status(c, timeout=15)
+        status, before = await next_status(c)
         assert status == {"type": "status", "state": "ok", "reason": "", "channels": CHANNELS}
         refreshed = {m["data"]["symbol"] for m in before if m.get("refresh")}
         assert refreshed == {"AAPL$US", "MSFT$US"}, before
@@ -91,7 +94,7 @@ async def test_a_frozen_provider_is_found_and_its_channels_go_stale_then_come_ba
             "pong" in gw.upstream.status()["last_error"] or "received" in gw.upstream.status()["last_error"]
         )
         sim.thaw()
-        status, before = await next_status(c, timeout=15)
+        status, before = await next_status(c)
         assert status["state"] == "ok"
         assert {m["data"]["symbol"] for m in before if m.get("refresh")} == {"AAPL$US", "MSFT$US"}
         await c.push()
@@ -111,11 +114,11 @@ async def test_a_provider_that_never_answers_the_auth_is_retried_and_clients_are
         assert (await c.recv())["type"] == "success"
         told = await c.recv()  # no snapshot: nothing was ever received
         assert told == {"type": "status", "state": "stale", "reason": "upstream_down", "channels": CHANNELS}
-        await wait_until(lambda: gw.upstream.reconnects >= 2, timeout=10, what="auth retried")
+        await wait_until(lambda: gw.upstream.reconnects >= 2, what="auth retried")
         assert "not authenticated within 0.5s" in gw.upstream.status()["last_error"]
         sim.answer_auth = True
-        await wait_until(lambda: gw.upstream.state is UpstreamState.READY, timeout=10, what="ready")
-        status, _ = await next_status(c, timeout=10)
+        await wait_until(lambda: gw.upstream.state is UpstreamState.READY, what="ready")
+        status, _ = await next_status(c)
         assert status == {"type": "status", "state": "ok", "reason": "", "channels": CHANNELS}
         await c.push()
         await c.close()

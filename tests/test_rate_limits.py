@@ -4,33 +4,44 @@ and closed (1008) if it keeps at it, while another client's data is untouched.""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, start_gateway, start_simulator
+from gatewaykit import TIMEOUT, Client, start_gateway, start_simulator, wait_until
 
 
 async def test_commands_over_the_rate_are_refused_then_the_abuser_is_closed() -> None:
     sim = await start_simulator(rate=20.0)
-    gw = await start_gateway(sim, client_command_rate=5.0, client_command_burst=10, client_abuse_limit=30)
+    # A slow refill (1 token/s): the 15 pings all land in one burst (the 11th refused) unless the
+    # machine stalls for a second between two of them.
+    gw = await start_gateway(sim, client_command_rate=1.0, client_command_burst=10, client_abuse_limit=30)
     try:
         bystander = await Client.connect(gw)
         await bystander.request({"action": "subscribe", "symbols": ["AAPL$US"], "types": ["quote"]})
         flood = await Client.connect(gw)
+        conn = gw.hub.live_connection(flood.welcome["session"])
+        assert conn is not None
         for i in range(15):
             await flood.send({"action": "ping", "id": i})
         replies = [await flood.reply() for _ in range(15)]
         assert [r["type"] for r in replies[:10]] == ["pong"] * 10  # the burst
         assert all(r["type"] == "error" and r["code"] == "rate_limited" for r in replies[10:]), replies[10:]
-        await asyncio.sleep(0.5)  # the bucket refills at 5/s
+
+        def refilled() -> bool:
+            """The bucket holds a token again (it refills as time passes, counted when used)."""
+            elapsed = time.monotonic() - conn._refill_at
+            return conn._allowance + elapsed * gw.hub.command_rate >= 1.0
+
+        await wait_until(refilled, what="a token refilled")
         assert (await flood.request({"action": "ping"}))["type"] == "pong"
         assert gw.stats()["rate_limited"] == 5
         with pytest.raises(ConnectionClosed) as closed:
             for _ in range(200):
                 await flood.send({"action": "ping"})
             while True:
-                await flood.recv(timeout=5)
+                await flood.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         # The other client never noticed.
         await bystander.push()
@@ -66,7 +77,7 @@ async def test_origins_outside_the_allow_list_and_ops_pages_without_the_token_ar
             if token:
                 request.add_header("Authorization", f"Bearer {token}")
             try:
-                with urllib.request.urlopen(request, timeout=5) as r:
+                with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
                     return int(r.status)
             except urllib.error.HTTPError as e:
                 return e.code

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gatewaykit import Client, channel_of, start_gateway, start_simulator, wait_until
+from gatewaykit import Client, channel_of, start_gateway, start_simulator, wait_for_seqs, wait_until
 from tickgate.gateway import Gateway
 from tickgate.simulate import ItickSimulator
 
 SYMBOLS = ["AAPL$US", "MSFT$US", "700$HK"]
 TYPES = ["quote", "tick"]
+CHANNELS = {f"{sym}:{t}" for sym in SYMBOLS for t in TYPES}
 
 
 @pytest.fixture
@@ -26,8 +28,9 @@ async def sim() -> Any:
     await s.stop()
 
 
-async def subscribed(gw: Gateway, path: str = "/") -> Client:
-    c = await Client.connect(gw, path)
+async def subscribed(gw: Gateway, path: str = "/", **options: Any) -> Client:
+    """A client subscribed to ``CHANNELS``; ``options`` go to the WebSocket client."""
+    c = await Client.connect(gw, path, **options)
     reply = await c.request({"action": "subscribe", "symbols": SYMBOLS, "types": TYPES})
     assert reply["type"] == "success"
     return c
@@ -45,6 +48,39 @@ def record(seen: dict[str, list[int]], messages: list[dict[str, Any]]) -> None:
 
 def last_seqs(seen: dict[str, list[int]]) -> dict[str, int]:
     return {ch: seqs[-1] for ch, seqs in seen.items() if seqs}
+
+
+async def stream_until(
+    c: Client, seen: dict[str, list[int]], done: Callable[[dict[str, list[int]]], bool], what: str
+) -> None:
+    """Records what ``c`` receives into ``seen`` until ``done(seen)`` holds (fails after
+    gatewaykit's TIMEOUT): the stream read for what the test needs, not for a fixed time."""
+    read = 0
+
+    def check(messages: list[dict[str, Any]]) -> bool:
+        nonlocal read
+        record(seen, messages[read:])
+        read = len(messages)
+        return done(seen)
+
+    await c.collect_until(check, what=what)
+
+
+async def streaming(c: Client, seen: dict[str, list[int]]) -> None:
+    """Records ``c``'s stream until it has had an update on every one of ``CHANNELS``."""
+    await stream_until(c, seen, lambda s: {ch for ch, seqs in s.items() if seqs} >= CHANNELS, "every channel")
+
+
+async def stream_more(c: Client, seen: dict[str, list[int]], more: int = 2) -> None:
+    """Records ``c``'s stream until every channel has ``more`` updates beyond what ``seen``
+    holds now: the live stream carries on after what was replayed."""
+    had = {ch: len(seen.get(ch, ())) for ch in CHANNELS}
+    await stream_until(
+        c,
+        seen,
+        lambda s: all(len(s.get(ch, ())) >= had[ch] + more for ch in CHANNELS),
+        f"{more} more updates on every channel",
+    )
 
 
 async def drop(c: Client) -> None:
@@ -105,17 +141,18 @@ async def test_many_clients_dropped_mid_stream_resume_without_gap_or_duplicate(
     clients = [await subscribed(gw, path) for _ in range(12)]
     seen = [defaultdict(list) for _ in clients]
     try:
-        for c, s in zip(clients, seen, strict=True):
-            record(s, await c.collect(0.3))
-        # Everyone drops at once, mid-stream, and stays away while updates keep coming.
+        await asyncio.gather(*(streaming(c, s) for c, s in zip(clients, seen, strict=True)))
+        # Everyone drops at once, mid-stream, and stays away while updates keep coming (a few
+        # more numbered on every channel than any client saw).
         await asyncio.gather(*(drop(c) for c in clients))
-        await asyncio.sleep(0.5)
+        await wait_for_seqs(gw, sorted(CHANNELS), more=3)
         back = await asyncio.gather(*(resume(gw, c, s, path) for c, s in zip(clients, seen, strict=True)))
-        for (fresh, reply), s in zip(back, seen, strict=True):
+        for _, reply in back:
             assert reply["recovered"] is True, reply
             assert reply["replayed"] > 0, reply  # updates did come while it was away
             assert reply["session"] and reply["epoch"] == gw.processor.epoch
-            record(s, await fresh.collect(0.6))
+        # Live updates follow the replay on every channel, with no gap and no repeat.
+        await asyncio.gather(*(stream_more(fresh, s) for (fresh, _), s in zip(back, seen, strict=True)))
         batch = "batch" in path
         for s in seen:
             for ch, seqs in s.items():
@@ -133,14 +170,20 @@ async def test_many_clients_dropped_mid_stream_resume_without_gap_or_duplicate(
 
 
 async def test_history_gone_epoch_changed_and_expired_sessions_are_said_plainly(sim: ItickSimulator) -> None:
-    gw = await start_gateway(sim, replay_window=0.3, session_ttl=1.5)
+    # The session TTL is the default (minutes): each resume here must come before it passes.
+    gw = await start_gateway(sim, replay_window=0.3)
     try:
         keeper = await subscribed(gw)
         c = await subscribed(gw)
         seen: dict[str, list[int]] = defaultdict(list)
-        record(seen, await c.collect(0.3))
+        await streaming(c, seen)
         await drop(c)
-        await asyncio.sleep(0.8)  # the ring (0.3 s) has moved past what the client saw
+        saw = last_seqs(seen)
+        history = gw.ingest.history
+        await wait_until(
+            lambda: any(history.since(ch, seq) is None for ch, seq in saw.items()),
+            what="the ring (0.3 s) to move past what the client saw",
+        )
         fresh, reply = await resume(gw, c, seen)
         assert reply["recovered"] is False and reply["reason"] == "history_gone", (
             reply,
@@ -148,36 +191,58 @@ async def test_history_gone_epoch_changed_and_expired_sessions_are_said_plainly(
             gw.ingest.history.ring.stats(),
         )
         # Subscriptions are back anyway, with a snapshot of each channel first.
-        snaps = [m for m in await fresh.collect(0.3) if m.get("snapshot")]
+        messages = await fresh.collect_until(
+            lambda ms: {channel_of(m) for m in ms if m.get("snapshot")} >= set(seen),
+            what="a snapshot of every channel",
+        )
+        snaps = [m for m in messages if m.get("snapshot")]
         assert {channel_of(m) for m in snaps} == set(seen)
         query = await fresh.request({"action": "query_subscribe"})
         assert sorted(query["channels"]) == sorted(seen)
 
         # A client holding an epoch from before a restart: nothing to replay against.
         other = await subscribed(gw)
-        await other.collect(0.2)
+        await other.push()
         await drop(other)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: gw.hub.stats()["sessions_detached"] == 1, what="the dropped session kept")
         again = await Client.connect(gw)
         await again.send(
             {"action": "resume", "session": other.welcome["session"], "epoch": "gone", "last_seq": {}}
         )
         reply = await again.reply()
         assert reply["recovered"] is False and reply["reason"] == "epoch_changed"
+        await asyncio.gather(fresh.close(), again.close(), keeper.close())
+    finally:
+        await gw.stop()
 
-        # Past session_ttl the session itself is gone.
-        await fresh.close()
-        await asyncio.sleep(1.7)
-        late = await Client.connect(gw)
+    # Past session_ttl the session itself is gone: on a gateway that keeps sessions briefly
+    # (nothing has to happen before this TTL passes; the test waits until it has).
+    short = await start_gateway(sim, session_ttl=0.3)
+    try:
+        gone = await subscribed(short)
+        await gone.push()
+        await gone.close()
+
+        def expired() -> bool:
+            figures = short.hub.stats()
+            return figures["sessions_expired"] == 1 and figures["sessions_detached"] == 0
+
+        await wait_until(expired, what="the session kept, then expired")
+        late = await Client.connect(short)
         reply = await late.request(
-            {"action": "resume", "session": c.welcome["session"], "epoch": c.welcome["epoch"], "last_seq": {}}
+            {
+                "action": "resume",
+                "session": gone.welcome["session"],
+                "epoch": gone.welcome["epoch"],
+                "last_seq": {},
+            }
         )
         assert reply["recovered"] is False and reply["reason"] == "unknown_session"
         bogus = await late.request({"action": "resume", "session": "1.00", "last_seq": {}})
         assert bogus["reason"] == "unknown_session"
-        await asyncio.gather(again.close(), late.close(), keeper.close())
+        await late.close()
     finally:
-        await gw.stop()
+        await short.stop()
 
 
 async def test_resuming_on_a_second_connection_closes_the_first(sim: ItickSimulator) -> None:
@@ -186,22 +251,20 @@ async def test_resuming_on_a_second_connection_closes_the_first(sim: ItickSimula
         keeper = await subscribed(gw)  # keeps the channels streamed while the client is away
         first = await subscribed(gw)
         seen: dict[str, list[int]] = defaultdict(list)
-        record(seen, await first.collect(0.3))
+        await streaming(first, seen)
         second, reply = await resume(gw, first, seen)  # the first is still connected
         assert reply["recovered"] is True
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                await first.recv(timeout=5)
+                await first.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
-        await second.push()
+        await stream_more(second, seen)  # the live stream goes to the second connection
         # The session moved with the client: it can be resumed again from the second connection.
-        record(seen, await second.collect(0.2))
         await drop(second)
-        await asyncio.sleep(0.2)
-        third, reply = await resume(gw, second, seen, session=first.welcome["session"])
-        assert reply["recovered"] is True and reply["session"] == first.welcome["session"], reply.get(
-            "reason"
-        )
+        session = first.welcome["session"]
+        await wait_until(lambda: gw.hub.live_connection(session) is None, what="the second connection gone")
+        third, reply = await resume(gw, second, seen, session=session)
+        assert reply["recovered"] is True and reply["session"] == session, reply.get("reason")
         await asyncio.gather(third.close(), keeper.close())
     finally:
         await gw.stop()
@@ -224,7 +287,7 @@ async def test_a_session_resumed_on_another_worker_is_not_kept_by_its_old_one(si
         gw.hub.on_taken_elsewhere(gone.welcome["session"])
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                await old.recv(timeout=5)
+                await old.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
         await wait_until(lambda: not gw.hub.connections, what="the old connection detached")
         assert gw.hub.stats()["sessions_detached"] == 0
@@ -245,16 +308,25 @@ async def test_a_resume_across_a_time_nobody_held_the_channel_is_not_recovered(s
     try:
         c = await subscribed(gw)
         seen: dict[str, list[int]] = defaultdict(list)
-        record(seen, await c.collect(0.3))
+        await streaming(c, seen)
         await drop(c)
+        # Nothing else to wait for: the hole is marked as the channels drop upstream (the
+        # ingest's pool.on_dropped -> processor.mark_gap), whatever the provider sends meanwhile.
         await wait_until(lambda: not gw.pool.channels(), what="the channels dropped upstream")
-        await asyncio.sleep(0.3)  # the provider's updates of these channels go nowhere now
         fresh, reply = await resume(gw, c, seen)
         assert reply["recovered"] is False and reply["reason"] == "history_gone", reply
-        snapshots = [m for m in await fresh.collect(0.5) if m.get("type") == "stock_quote"]
+
+        def live_on(messages: list[dict[str, Any]]) -> set[str]:
+            return {channel_of(m) for m in messages if m.get("type") == "stock_quote" and "snapshot" not in m}
+
+        messages = await fresh.collect_until(
+            lambda ms: live_on(ms) >= CHANNELS, what="a live update on every channel"
+        )
+        snapshots = [m for m in messages if m.get("type") == "stock_quote"]
         assert snapshots and snapshots[0]["snapshot"] is True
         live = [m for m in snapshots if "snapshot" not in m]
         first = {channel_of(m): m["data"]["seq"] for m in reversed(live)}
+        assert set(first) == CHANNELS
         for ch, seq in first.items():
             # At least one skipped (updates already on the way as it was dropped come after it).
             assert seq >= last_seqs(seen)[ch] + 2, f"{ch}: no skip after the hole ({seq})"

@@ -14,10 +14,10 @@ import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from gatewaykit import TIMEOUT
 from tickgate.simulate import ItickSimulator, MarketModel, SimulatorConfig
 from tickgate.simulate.market import kline_open_time
 
-TIMEOUT = 3.0
 FAST_RATE = 40.0  # updates/s per symbol, so a few hundred ms show plenty of data
 
 SimulatorFactory = Callable[..., Awaitable[ItickSimulator]]
@@ -84,19 +84,29 @@ async def subscribe(ws: ClientConnection, params: str, types: str) -> dict[str, 
     return await recv_reply(ws, "subscribe")
 
 
-async def collect_data(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
-    """Every push envelope received within ``seconds``."""
+async def collect_data(
+    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], object], what: str = "data"
+) -> list[dict[str, Any]]:
+    """Every push envelope received until ``done(envelopes so far)`` holds: as many as a test
+    needs, however long a loaded machine takes to send them."""
     frames: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while (left := deadline - loop.time()) > 0:
-        try:
-            message = await recv_json(ws, left)
-        except TimeoutError:
-            break
-        assert "resAc" not in message, message
-        frames.append(message)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not done(frames):
+                message = await recv_json(ws)
+                assert "resAc" not in message, message
+                frames.append(message)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}; got {frames[-5:]}") from None
     return frames
+
+
+def at_least(n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda frames: len(frames) >= n
+
+
+def kinds(frames: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(frame["data"]["s"], push_type(frame)) for frame in frames}
 
 
 async def assert_closed_by_server(ws: ClientConnection, code: int | None = None) -> list[dict[str, Any]]:
@@ -131,7 +141,7 @@ async def test_header_token_gets_greeting_then_authenticated(make_simulator: Sim
             "msg": "authenticated",
             "data": {"params": "secret-1"},
         }
-        await simulator.wait_for(lambda s: s.connection_count == 1)
+        await simulator.wait_for(lambda s: s.connection_count == 1, timeout=TIMEOUT)
 
 
 @pytest.mark.asyncio
@@ -176,7 +186,7 @@ async def test_bad_token_fails_then_closes(make_simulator: SimulatorFactory, for
         {"code": 1, "msg": "Connected Successfully"},
         {"code": 0, "resAc": "auth", "msg": "auth failed"},
     ]
-    await simulator.wait_for(lambda s: s.connection_count == 0)
+    await simulator.wait_for(lambda s: s.connection_count == 0, timeout=TIMEOUT)
 
 
 @pytest.mark.asyncio
@@ -197,7 +207,7 @@ async def test_second_connection_with_same_token_disconnects_the_first(
     await assert_closed_by_server(first, code=1008)
     await send(second, {"ac": "ping", "params": "still-here"})
     assert (await recv_json(second))["data"] == {"params": "still-here"}
-    await simulator.wait_for(lambda s: s.connection_count == 1)
+    await simulator.wait_for(lambda s: s.connection_count == 1, timeout=TIMEOUT)
     await second.close()
 
 
@@ -207,7 +217,7 @@ async def test_same_token_may_connect_twice_when_allowed(make_simulator: Simulat
     first = await connect_authenticated(simulator, "shared")
     second = await connect_authenticated(simulator, "shared")
     async with first, second:
-        await simulator.wait_for(lambda s: s.connection_count == 2)
+        await simulator.wait_for(lambda s: s.connection_count == 2, timeout=TIMEOUT)
 
 
 # -- subscriptions and market data -----------------------------------------------------------------------
@@ -230,9 +240,9 @@ async def test_subscribe_streams_exactly_the_subscribed_symbols_and_types(
             "TSLA$US": {"tick", "quote"},
             "700$HK": {"depth", "kline@1"},
         }
-        frames = await collect_data(ws, 0.6)
-    seen = {(frame["data"]["s"], push_type(frame)) for frame in frames}
-    assert seen == {
+        # Every subscribed kind, and 30 frames: what is not subscribed would be among them.
+        frames = await collect_data(ws, lambda fs: len(kinds(fs)) >= 6 and len(fs) >= 30, "every kind")
+    assert kinds(frames) == {
         ("AAPL.US", "tick"),
         ("AAPL.US", "quote"),
         ("TSLA.US", "tick"),
@@ -248,7 +258,12 @@ async def test_quotes_ticks_and_depth_are_consistent(make_simulator: SimulatorFa
     simulator = await make_simulator(rate=FAST_RATE)
     async with await connect_authenticated(simulator) as ws:
         await subscribe(ws, "AAPL$US", "tick,quote,depth")
-        frames = [frame["data"] for frame in await collect_data(ws, 0.6)]
+
+        def five_of_each(fs: list[dict[str, Any]]) -> bool:
+            got = [f["data"]["type"] for f in fs]
+            return all(got.count(kind) >= 5 for kind in ("tick", "quote", "depth"))
+
+        frames = [frame["data"] for frame in await collect_data(ws, five_of_each, "five of each")]
     quotes = [data for data in frames if data["type"] == "quote"]
     assert len(quotes) >= 5
     tick_volume = 0
@@ -292,7 +307,7 @@ async def test_symbol_styles(make_simulator: SimulatorFactory) -> None:
     for simulator, expected in ((dotted, "AAPL.US"), (dollar, "AAPL$US")):
         async with await connect_authenticated(simulator) as ws:
             assert (await subscribe(ws, "aapl.US", "quote"))["code"] == 1
-            frames = await collect_data(ws, 0.3)
+            frames = await collect_data(ws, at_least(3))
         assert frames and {frame["data"]["s"] for frame in frames} == {expected}
 
 
@@ -302,7 +317,8 @@ async def test_kline_styles(make_simulator: SimulatorFactory, style: str) -> Non
     simulator = await make_simulator(rate=FAST_RATE, kline_style=style)
     async with await connect_authenticated(simulator) as ws:
         await subscribe(ws, "AAPL$US", "kline@1,kline@5")
-        frames = await collect_data(ws, 0.3)
+        # Both bars (each trade updates both).
+        frames = await collect_data(ws, lambda fs: len(kinds(fs)) >= 2, "both bars")
     assert frames
     for frame in frames:
         data = frame["data"]
@@ -368,7 +384,8 @@ async def test_unsubscribe_stops_data(make_simulator: SimulatorFactory) -> None:
             "msg": "unsubscribe Successfully",
         }
         assert simulator.subscriptions() == {"AAPL$US": {"tick"}, "TSLA$US": {"tick", "quote"}}
-        frames = await collect_data(ws, 0.3)
+        # The three left, and 30 frames: AAPL's quotes would be among them.
+        frames = await collect_data(ws, lambda fs: len(kinds(fs)) >= 3 and len(fs) >= 30, "the rest")
         assert {(f["data"]["s"], f["data"]["type"]) for f in frames} == {
             ("AAPL.US", "tick"),
             ("TSLA.US", "tick"),
@@ -378,7 +395,11 @@ async def test_unsubscribe_stops_data(make_simulator: SimulatorFactory) -> None:
         await send(ws, {"ac": "unsubscribe", "params": "AAPL$US,TSLA$US"})
         await recv_reply(ws, "unsubscribe")
         assert simulator.subscriptions() == {}
-        assert await collect_data(ws, 0.3) == []
+        # A barrier, not a wait for nothing: a new symbol's data comes on the same connection,
+        # and the unsubscribed ones' would be among its first ten frames (all at the same rate).
+        assert (await subscribe(ws, "MSFT$US", "quote"))["code"] == 1
+        frames = await collect_data(ws, at_least(10))
+        assert kinds(frames) == {("MSFT.US", "quote")}
 
 
 @pytest.mark.asyncio
@@ -433,18 +454,25 @@ async def test_subscriptions_follow_live_connections_and_prices_are_shared(
     await subscribe(second, "9988$HK", "quote")
     assert simulator.subscriptions() == {"AAPL$US": {"quote", "tick"}, "9988$HK": {"quote"}}
 
-    first_quotes, second_frames = await asyncio.gather(collect_data(first, 0.4), collect_data(second, 0.4))
-    quotes_by_time = {f["data"]["t"]: f["data"]["ld"] for f in first_quotes}
+    # Three AAPL trades on the second connection; the first (subscribed before) gets quotes for
+    # each of them too.
+    second_frames = await collect_data(
+        second, lambda fs: sum(f["data"]["s"] == "AAPL.US" for f in fs) >= 3, "three AAPL ticks"
+    )
     ticks_by_time = {f["data"]["t"]: f["data"]["ld"] for f in second_frames if f["data"]["s"] == "AAPL.US"}
+    first_quotes = await collect_data(
+        first, lambda fs: {f["data"]["t"] for f in fs} >= ticks_by_time.keys(), "their quotes"
+    )
+    quotes_by_time = {f["data"]["t"]: f["data"]["ld"] for f in first_quotes}
     shared = quotes_by_time.keys() & ticks_by_time.keys()
     assert len(shared) >= 3
     assert all(quotes_by_time[t] == ticks_by_time[t] for t in shared)
 
     await second.close()
-    await simulator.wait_for(lambda s: s.subscriptions() == {"AAPL$US": {"quote"}})
+    await simulator.wait_for(lambda s: s.subscriptions() == {"AAPL$US": {"quote"}}, timeout=TIMEOUT)
     assert simulator.connection_count == 1
     await first.close()
-    await simulator.wait_for(lambda s: s.subscriptions() == {} and s.connection_count == 0)
+    await simulator.wait_for(lambda s: s.subscriptions() == {} and s.connection_count == 0, timeout=TIMEOUT)
 
 
 @pytest.mark.asyncio
@@ -461,7 +489,7 @@ async def test_drop_connections_closes_everyone_and_allows_reconnect(
         await assert_closed_by_server(ws, code=1001)
     async with await connect_authenticated(simulator, "one") as again:
         assert (await subscribe(again, "AAPL$US", "quote"))["code"] == 1
-        assert await collect_data(again, 0.2)
+        assert await collect_data(again, at_least(1))
     assert simulator.drop_connections(code=4000) == 0
 
 
@@ -473,9 +501,9 @@ async def test_slow_consumer_is_disconnected(make_simulator: SimulatorFactory) -
     frame = json.dumps({"ac": "subscribe", "params": symbols, "types": "tick,quote,depth"}).encode()
     writer.write(masked_text_frame(frame))
     await writer.drain()
-    await simulator.wait_for(lambda s: len(s.subscriptions()) == 40)
+    await simulator.wait_for(lambda s: len(s.subscriptions()) == 40, timeout=TIMEOUT)
     # Never read: the kernel buffers fill, then the simulator's backlog, then it gives up on us.
-    await simulator.wait_for(lambda s: s.connection_count == 0, timeout=5.0)
+    await simulator.wait_for(lambda s: s.connection_count == 0, timeout=TIMEOUT)
     writer.close()
 
 

@@ -12,6 +12,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,8 @@ async def test_wss_end_to_end_with_a_token(tmp_path: Path) -> None:
         def get() -> int:
             import urllib.request
 
-            with urllib.request.urlopen(gw.url.replace("wss", "https") + "healthz", context=ctx) as r:
+            url = gw.url.replace("wss", "https") + "healthz"
+            with urllib.request.urlopen(url, context=ctx, timeout=TIMEOUT) as r:
                 return r.status
 
         assert await asyncio.to_thread(get) == 200
@@ -100,7 +102,8 @@ async def test_one_address_opening_too_many_connections_gets_429() -> None:
         None,
         simulator_rate=0.0,
         connection_rate_exempt=None,
-        connection_rate_per_address=0.5,
+        # A token every 20 s: the fourth connection is refused however slowly the first three came.
+        connection_rate_per_address=0.05,
         connection_burst_per_address=3,
     )
     try:
@@ -155,17 +158,29 @@ def test_security_settings_are_checked_at_load(tmp_path: Path) -> None:
 AUTH = ("--auth", "jwt", "--jwt-keys")
 
 
-def _tickgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tickgate", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+async def _tickgate(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tickgate ARGS``, waited for by the loop: subprocess.run's timeout polls with
+    time.sleep, which a moved clock (libfaketime) breaks (EINVAL)."""
+    command = [sys.executable, "-m", "tickgate", *args]
+    pipe = subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(*command, stdout=pipe, stderr=pipe)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(command, proc.returncode, out.decode(), err.decode())
 
 
 async def test_cli_rotates_keys_issues_tokens_and_a_node_reloads_them_on_sighup(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
-    assert _tickgate("keys", "rotate", "--jwt-keys", str(keys)).returncode == 0
+    assert (await _tickgate("keys", "rotate", "--jwt-keys", str(keys))).returncode == 0
     assert oct(keys.stat().st_mode & 0o777) == "0o600"
-    old = _tickgate("token", "--sub", "alice", "--ttl", "1h", "--symbols", "*$US", "--jwt-keys", str(keys))
+    old = await _tickgate(
+        "token", "--sub", "alice", "--ttl", "1h", "--symbols", "*$US", "--jwt-keys", str(keys)
+    )
     assert old.returncode == 0, old.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "tickgate", "serve", "--port", "0", "--workers", "1", *AUTH, str(keys)],
@@ -180,8 +195,9 @@ async def test_cli_rotates_keys_issues_tokens_and_a_node_reloads_them_on_sighup(
 
         async def status(token: str) -> int:
             try:
-                async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-                    assert json.loads(await ws.recv())["type"] == "welcome"
+                headers = {"Authorization": f"Bearer {token}"}
+                async with connect(url, additional_headers=headers, open_timeout=TIMEOUT) as ws:
+                    assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "welcome"
                     return 101
             except InvalidStatus as e:
                 return e.response.status_code
@@ -190,18 +206,18 @@ async def test_cli_rotates_keys_issues_tokens_and_a_node_reloads_them_on_sighup(
         assert await status("garbage") == 401
         # A new key, and a token signed with it, taken at once on SIGHUP (forwarded to the
         # edge workers) rather than at the next poll.
-        assert _tickgate("keys", "rotate", "--jwt-keys", str(keys), "--alg", "EdDSA").returncode == 0
-        new = _tickgate("token", "--sub", "bob", "--jwt-keys", str(keys)).stdout.strip()
+        assert (await _tickgate("keys", "rotate", "--jwt-keys", str(keys), "--alg", "EdDSA")).returncode == 0
+        new = (await _tickgate("token", "--sub", "bob", "--jwt-keys", str(keys))).stdout.strip()
         os.kill(proc.pid, signal.SIGHUP)
-        for _ in range(100):
-            if await status(new) == 101:
-                break
-            await asyncio.sleep(0.05)
-        assert await status(new) == 101
+        deadline = time.monotonic() + TIMEOUT
+        while (got := await status(new)) != 101 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # a poll: the worker may not have reloaded yet
+        assert got == 101
         assert await status(old.stdout.strip()) == 101  # the old key is in its grace period
         assert proc.poll() is None  # SIGHUP reloads; it never stops the node
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    bad = _tickgate("serve", "--auth", "jwt", "--jwt-secret", "short")
+        # proc.wait(timeout=) would poll with time.sleep (see _tickgate): a thread waits instead.
+        await asyncio.wait_for(asyncio.to_thread(proc.wait), 30)
+    bad = await _tickgate("serve", "--auth", "jwt", "--jwt-secret", "short")
     assert bad.returncode == 2 and "at least 32 bytes" in bad.stderr
