@@ -25,6 +25,16 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 if CHROMIUM is None and os.environ.get("TICKGATE_REQUIRE_BROWSER") != "1":
     pytest.skip("no chromium on this machine (.ci/run installs it)", allow_module_level=True)
 
+#: The browser runs on the machine's own clock even when the suite runs under a moved one
+#: (tools/moved_clock.sh: libfaketime, which Chromium does not run under): a user's browser
+#: clock is not the server's either, and the page must not need them to agree.
+BROWSER_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
+
+
+async def launch(pw: Any) -> Any:
+    return await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], env=BROWSER_ENV)
+
+
 # Seqs of one channel as the page's client delivered them, to check the resume left no gap.
 WATCH = """
 window.seen = [];
@@ -68,7 +78,9 @@ async def test_the_quote_page_streams_and_resumes_in_chromium(protocol: str) -> 
         status, kind, body = await asyncio.to_thread(http_get, gw.url.replace("ws", "http"))
         assert status == 200 and kind.startswith("text/html") and b"/app.js" in body
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox"], env=BROWSER_ENV
+            )
             page = await browser.new_page(viewport={"width": 1200, "height": 700})
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -146,7 +158,9 @@ async def test_the_page_takes_a_token_and_says_so_when_it_has_none() -> None:
     token = issue(KeyRing.from_secret(secret), "alice", 3600, symbols=["*$US"])
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox"], env=BROWSER_ENV
+            )
             page = await browser.new_page()
             base = gw.url.replace("ws://", "http://")
             await page.goto(base + f"?symbols=AAPL$US&token={token}")
