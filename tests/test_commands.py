@@ -499,15 +499,21 @@ async def test_backpressure_reported_from_inside_a_write_pauses_the_connection(a
 
 
 def test_resume_parses_from_json_and_protobuf() -> None:
-    want = commands.Resume(session="s1", epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 9})
+    s1 = "1f." + "ab" * 12
+    want = commands.Resume(session=s1, epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 2**64 - 1})
     binary = proto.ClientMessage(
-        action="resume", session="s1", epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 9}
+        action="resume", session=s1, epoch="e1", last_seq={"AAPL$US:quote": 5, "AAPL$US:tick": 2**64 - 1}
     ).SerializeToString()
     assert commands.parse_proto(binary) == want
-    text = json.dumps({"action": "resume", "session": "s1", "epoch": "e1", "last_seq": want.last_seq})
+    text = json.dumps({"action": "resume", "session": s1, "epoch": "e1", "last_seq": want.last_seq})
     assert commands.parse_json(text.encode()) == want
     with pytest.raises(commands.ProtocolError):
-        commands.parse_json(b'{"action":"resume","session":"s","last_seq":{"A$US:quote":"x"}}')
+        commands.parse_json(b'{"action":"resume","session":"s","last_seq":{}}')  # not an issued form
+    for seq in (b"-1", b"18446744073709551616", b"1e30", b'"x"'):
+        body = b'{"action":"resume","session":"%s","last_seq":{"A$US:quote":%s}}' % (s1.encode(), seq)
+        with pytest.raises(commands.ProtocolError) as refused:
+            commands.parse_json(body)
+        assert refused.value.code == "invalid_message" and "last_seq" in refused.value.msg
 
 
 async def test_a_fault_costs_only_its_request_and_its_log_lines_are_throttled(

@@ -238,7 +238,8 @@ async def test_history_gone_epoch_changed_and_expired_sessions_are_said_plainly(
             }
         )
         assert reply["recovered"] is False and reply["reason"] == "unknown_session"
-        bogus = await late.request({"action": "resume", "session": "1.00", "last_seq": {}})
+        # Well formed, never issued here.
+        bogus = await late.request({"action": "resume", "session": "1." + "0" * 24, "last_seq": {}})
         assert bogus["reason"] == "unknown_session"
         await late.close()
     finally:
@@ -331,5 +332,49 @@ async def test_a_resume_across_a_time_nobody_held_the_channel_is_not_recovered(s
             # At least one skipped (updates already on the way as it was dropped come after it).
             assert seq >= last_seqs(seen)[ch] + 2, f"{ch}: no skip after the hole ({seq})"
         await fresh.close()
+    finally:
+        await gw.stop()
+
+
+async def test_a_resume_with_bad_fields_is_refused_and_leaves_the_session_intact(sim: ItickSimulator) -> None:
+    """Every field of a resume is checked before anything is taken: a bad one answers
+    ``invalid_message`` naming it, and the owner's correct resume right after still recovers."""
+    gw = await start_gateway(sim)
+    try:
+        keeper = await subscribed(gw)  # the channels stay streamed while the client is away
+        c = await subscribed(gw)
+        seen: dict[str, list[int]] = defaultdict(list)
+        await streaming(c, seen)
+        await drop(c)
+        await wait_until(lambda: gw.hub.stats()["sessions_detached"] == 1, what="the session detached")
+        session, epoch = c.welcome["session"], c.welcome["epoch"]
+        conn_id, _, tag = session.partition(".")
+        some = next(iter(last_seqs(seen)))
+        bad = [
+            ({"last_seq": {some: -1}}, "last_seq"),
+            ({"last_seq": {some: 2**64 + 1}}, "last_seq"),
+            ({"last_seq": {some: 1e30}}, "last_seq"),
+            ({"last_seq": {some: True}}, "last_seq"),
+            ({"last_seq": {some: "7"}}, "last_seq"),
+            ({"last_seq": [1, 2]}, "last_seq"),
+            ({"session": f"-{conn_id}.{tag}"}, "session"),
+            ({"session": f"{'f' * 17}.{tag}"}, "session"),
+            ({"session": "x" * 64}, "session"),
+            ({"session": "1.00"}, "session"),
+            ({"session": session + "\n"}, "session"),
+            ({"session": 5}, "session"),
+            ({"epoch": 5}, "epoch"),
+        ]
+        probe = await Client.connect(gw)
+        for fields, name in bad:
+            request = {"action": "resume", "session": session, "epoch": epoch, **fields}
+            reply = await probe.request(request)
+            assert reply["type"] == "error" and reply["code"] == "invalid_message", (fields, reply)
+            assert name in reply["msg"], (fields, reply)
+        assert gw.hub.stats()["sessions_detached"] == 1  # nothing was taken
+        await wait_for_seqs(gw, sorted(CHANNELS), more=1)
+        fresh, reply = await resume(gw, c, seen)
+        assert reply["recovered"] is True and reply["replayed"] > 0, reply
+        await asyncio.gather(probe.close(), fresh.close(), keeper.close())
     finally:
         await gw.stop()

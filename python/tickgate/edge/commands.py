@@ -23,6 +23,7 @@ from tickgate.edge.replies import INVALID_JSON_MSG, ErrorReply, Reply, error_rep
 from tickgate.edge.resume import resume, subscribe_with_snapshots
 from tickgate.errors import ErrorCode
 from tickgate.logs import LogThrottle
+from tickgate.sessions.ids import SESSION_ID_PATTERN
 
 if TYPE_CHECKING:
     from tickgate.edge.connection import ClientConnection
@@ -67,11 +68,27 @@ class SetMode(_Command, tag="set_mode"):
     interval_ms: int | None = None
 
 
+#: A seq as the core numbers them: 0 <= seq < 2^64 (msgspec bounds only fit int64: the top in
+#: ``Resume.__post_init__``).
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+SEQ_LIMIT = 1 << 64
+
+
 class Resume(_Command, tag="resume"):
-    session: Annotated[str, msgspec.Meta(max_length=64)]
+    #: A session id as welcomes give them (``tickgate.sessions.ids``).
+    session: Annotated[str, msgspec.Meta(pattern=SESSION_ID_PATTERN)]
     epoch: Annotated[str, msgspec.Meta(max_length=64)] = ""
     #: The last seq received per channel (``SYMBOL:type``).
-    last_seq: Annotated[dict[str, int], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)] = {}
+    last_seq: Annotated[
+        dict[Annotated[str, msgspec.Meta(max_length=64)], Seq], msgspec.Meta(max_length=MAX_ITEMS_PER_REQUEST)
+    ] = {}
+
+    def __post_init__(self) -> None:
+        # Checked as the request is read, before anything is taken: a resume refused here
+        # leaves the session as it was.
+        for channel, seq in self.last_seq.items():
+            if seq >= SEQ_LIMIT:
+                raise ValueError(f"a seq must be below 2^64 (`last_seq` of {channel[:64]!r})")
 
 
 class Auth(_Command, tag="auth"):
